@@ -1,0 +1,149 @@
+"""The tables (SQLAlchemy Core). Every change here needs a migration in migrations/versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from bot.store.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# The organisation tree: school → college → class, plus departments. `id_path` is the chain of
+# ids from the root ("/1/4/9/"), so "is X inside Y" is a prefix test, not a recursive query.
+units = Table(
+    "units",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("parent_id", Integer, ForeignKey("units.id"), nullable=True),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("id_path", String(512), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("parent_id", "name", name="uq_units_parent_name"),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("telegram_id", BigInteger, nullable=False, unique=True),
+    Column("username", String(64), nullable=True, index=True),
+    Column("full_name", String(256), nullable=False),
+    Column("language_code", String(16), nullable=True),
+    Column("locale", String(8), nullable=True),
+    # Set when the person opened a private chat with the bot: only then can it write to them.
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A person may hold several roles, each scoped to a unit (and everything below it). Revoked
+# roles stay as evidence of who could do what, and when.
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("granted_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("invitation_id", Integer, ForeignKey("invitations.id"), nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", Integer, ForeignKey("people.id"), nullable=True),
+    Index(
+        "uq_roles_active",
+        "person_id",
+        "role",
+        "unit_id",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
+
+# Group chats the bot is in. `channel` + `address` name the chat for any messenger.
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("title", String(256), nullable=False),
+    Column("purpose", String(16), nullable=True),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=True),
+    Column("bound_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("bound_at", UTCDateTime, nullable=True),
+    Column("joined_at", UTCDateTime, nullable=False),
+    Column("left_at", UTCDateTime, nullable=True),
+    UniqueConstraint("channel", "address", name="uq_groups_channel_address"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("max_uses", Integer, nullable=False),
+    Column("uses", Integer, nullable=False, server_default="0"),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_by", Integer, ForeignKey("people.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", Integer, ForeignKey("people.id"), nullable=True),
+)
+
+# Append-only record of organisational changes (who bound a group, who revoked a role...).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_id", Integer, ForeignKey("people.id"), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+# Durable outgoing notifications: written in the same transaction as the change that causes
+# them, delivered by bot.outbox.sender. `payload` is channel-neutral (text, buttons, photo path).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("topic", String(48), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("message_ref", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_pending", "status", "channel", "address", "id"),
+)
