@@ -8,13 +8,13 @@ from typing import Any
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
 
 from bot.clock import Clock, utc_now
-from handlers.context import RUNTIME, SENDER, BotContext
 from bot.outbox.sender import OutboxSender, SenderPolicy
 from bot.outbox.telegram import TelegramTransport
 from bot.runtime import Runtime, build_runtime
 from bot.services import org
 from bot.settings import Settings
 from bot.store import upgrade
+from handlers.context import RUNTIME, SENDER, BotContext
 
 
 def build_application(

@@ -25,12 +25,6 @@ class NotAllowed(DomainError):
     template = "errors/not_allowed.j2"
 
 
-class NotEnrolled(DomainError):
-    """The caller is not known to SafeCampus yet."""
-
-    template = "errors/not_enrolled.j2"
-
-
 class BadArguments(DomainError):
     """A command was given arguments it cannot use; ``usage`` names the usage template."""
 

@@ -46,6 +46,13 @@ def configure_logging(level: int) -> None:
     logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log ``event`` with ``fields`` as key=value pairs."""
-    logger.log(level, event, extra=fields)
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: BaseException | None = None,
+    **fields: Any,
+) -> None:
+    """Log ``event`` with ``fields`` as key=value pairs (and a traceback for ``exc_info``)."""
+    logger.log(level, event, extra=fields, exc_info=exc_info)

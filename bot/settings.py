@@ -62,7 +62,9 @@ class Settings(BaseSettings):
         except ArgumentError as exc:
             raise ValueError(f"not a database URL: {value!r}") from exc
         if url.get_backend_name() == "sqlite" and url.get_driver_name() != "aiosqlite":
-            raise ValueError("SQLite needs the async driver: start the URL with sqlite+aiosqlite://")
+            raise ValueError(
+                "SQLite needs the async driver: start the URL with sqlite+aiosqlite://"
+            )
         return value
 
     @field_validator("log_level", mode="before")

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from pydantic import BaseModel, Field
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.engine import OUTBOX_PENDING
@@ -69,3 +69,25 @@ async def enqueue(
     )
     conn.info[OUTBOX_PENDING] = True
     return int(result.inserted_primary_key[0])
+
+
+async def readdress(conn: AsyncConnection, old: Recipient, new: Recipient) -> int:
+    """Point every pending message for ``old`` at ``new`` (a group that became a supergroup)."""
+    result = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.channel == old.channel,
+            outbox.c.address == old.address,
+            outbox.c.status == Status.PENDING,
+        )
+        .values(channel=new.channel, address=new.address)
+    )
+    return result.rowcount
+
+
+async def purge_sent(conn: AsyncConnection, *, before: datetime) -> int:
+    """Delete messages delivered before ``before``; returns how many."""
+    result = await conn.execute(
+        delete(outbox).where(outbox.c.status == Status.SENT, outbox.c.sent_at < before)
+    )
+    return result.rowcount

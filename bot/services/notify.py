@@ -1,0 +1,47 @@
+"""Render a template for a recipient and queue it in the outbox, in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.outbox import Button, OutgoingMessage, Recipient, enqueue
+from bot.render import choose_locale
+from bot.runtime import Runtime
+from bot.services.models import Group, Person
+
+
+async def notify_person(
+    conn: AsyncConnection,
+    rt: Runtime,
+    to: Person,
+    template: str,
+    *,
+    topic: str,
+    buttons: list[list[Button]] | None = None,
+    **context: Any,
+) -> int:
+    """Queue ``template`` for person ``to`` in their language; returns the outbox id."""
+    locale = choose_locale(to.locale, to.language_code, rt.settings.locale)
+    text = rt.renderer.render(locale, template, **context)
+    message = OutgoingMessage(text=text, buttons=buttons or [])
+    return await enqueue(conn, to.recipient, message, topic=topic, now=rt.now())
+
+
+async def notify_group(
+    conn: AsyncConnection,
+    rt: Runtime,
+    group: Group,
+    template: str,
+    *,
+    topic: str,
+    buttons: list[list[Button]] | None = None,
+    **context: Any,
+) -> int:
+    """Queue ``template`` for a group chat in the school's default language."""
+    text = rt.renderer.render(rt.settings.locale, template, **context)
+    message = OutgoingMessage(text=text, buttons=buttons or [])
+    return await enqueue(
+        conn, Recipient(group.channel, group.address), message, topic=topic, now=rt.now()
+    )

@@ -1,0 +1,117 @@
+"""What every handler needs: who is asking, where, and how to answer in their language."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import (
+    CallbackQuery,
+    Chat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+    User,
+)
+from telegram.constants import ParseMode
+
+from bot.errors import StaleButton
+from bot.outbox import Button, Recipient
+from bot.render import choose_locale
+from bot.services import org
+from bot.services.models import TELEGRAM, Actor, Profile
+from handlers.context import BotContext
+
+
+def profile_of(user: User) -> Profile:
+    return Profile(
+        telegram_id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        language_code=user.language_code,
+    )
+
+
+def recipient_of(chat: Chat) -> Recipient:
+    return Recipient(TELEGRAM, str(chat.id))
+
+
+def is_private(update: Update) -> bool:
+    return update.effective_chat is not None and update.effective_chat.type == Chat.PRIVATE
+
+
+async def actor_of(update: Update, context: BotContext) -> Actor:
+    """The person behind this update, identified once per update."""
+    if context.actor is None:
+        assert update.effective_user is not None
+        context.actor = await org.identify(
+            context.runtime, profile_of(update.effective_user), private=is_private(update)
+        )
+    return context.actor
+
+
+def locale_of(update: Update, context: BotContext) -> str:
+    """The caller's language: their setting if known, else their Telegram app's, else default."""
+    if context.actor is not None:
+        return context.actor.locale
+    user = update.effective_user
+    return choose_locale(
+        None, user.language_code if user else None, context.runtime.settings.locale
+    )
+
+
+def text(update: Update, context: BotContext, template: str, **values: Any) -> str:
+    """Render ``template`` in the caller's language."""
+    return context.runtime.renderer.render(locale_of(update, context), template, **values)
+
+
+def keyboard(buttons: list[list[Button]]) -> InlineKeyboardMarkup | None:
+    """Inline keyboard for rendered buttons (None when there are none)."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(b.text, url=b.url)
+                if b.url
+                else InlineKeyboardButton(b.text, callback_data=b.action)
+                for b in row
+            ]
+            for row in buttons
+        ]
+    )
+
+
+async def reply(
+    update: Update,
+    context: BotContext,
+    template: str,
+    *,
+    buttons: list[list[Button]] | None = None,
+    **values: Any,
+) -> Message:
+    """Answer in the chat the update came from, in the caller's language."""
+    chat = update.effective_chat
+    assert chat is not None
+    return await context.bot.send_message(
+        chat.id,
+        text(update, context, template, **values),
+        parse_mode=ParseMode.HTML,
+        reply_markup=keyboard(buttons or []),
+        disable_web_page_preview=True,
+    )
+
+
+def button(
+    update: Update, context: BotContext, template: str, action: str, **values: Any
+) -> Button:
+    """A button whose label is a template and whose callback data is ``action``."""
+    return Button(text=text(update, context, template, **values), action=action)
+
+
+def pressed(update: Update, prefix: str) -> tuple[CallbackQuery, str]:
+    """The button press behind ``update`` and its data after ``prefix`` (never trusted)."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        raise StaleButton()
+    return query, query.data.removeprefix(prefix)

@@ -1,0 +1,18 @@
+"""Time-driven work, planned from the database at start-up (through PTB's JobQueue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram.ext import Application
+
+from bot.runtime import Runtime
+from schedules import outbox_housekeeping
+
+
+async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: Runtime) -> None:
+    """(Re-)plan every scheduled job. Called once the database is migrated."""
+    job_queue = application.job_queue
+    assert job_queue is not None, "install python-telegram-bot[job-queue]"
+    job_queue.scheduler.configure(timezone=runtime.settings.zone)
+    outbox_housekeeping.plan(job_queue, runtime)

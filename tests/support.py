@@ -1,0 +1,52 @@
+"""Helpers shared by the tests: a clock that tests move by hand, and settings in a temp dir."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.runtime import Runtime, build_runtime
+from bot.services.models import Profile
+from bot.settings import Settings
+from bot.store import upgrade
+
+SUPERADMIN_ID = 1000
+
+
+class FakeClock:
+    """A clock that only moves when a test says so."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test: a SQLite file and data dir under ``tmp_path``; no .env is read."""
+    values: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'safecampus.db'}",
+        "data_dir": tmp_path / "data",
+        "superadmins": str(SUPERADMIN_ID),
+        "locale": "zh_CN",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def open_runtime(settings: Settings, clock: FakeClock) -> Runtime:
+    """A migrated Runtime on a real SQLite file (close with ``await rt.db.close()``)."""
+    runtime = build_runtime(settings, clock)
+    await upgrade(runtime.db)
+    return runtime
+
+
+def profile(
+    telegram_id: int, name: str, username: str | None = None, lang: str = "zh-hans"
+) -> Profile:
+    return Profile(telegram_id=telegram_id, username=username, full_name=name, language_code=lang)
