@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot.clock import Clock, utc_now
 from bot.outbox.sender import OutboxSender, SenderPolicy
@@ -34,12 +34,13 @@ def build_application(
 
     async def post_init(application: Application[Any, BotContext, Any, Any, Any, Any]) -> None:
         await upgrade(runtime.db)
-        transport = TelegramTransport.create(settings)
+        policy = sender_policy or SenderPolicy()
+        transport = TelegramTransport.create(settings, connections=policy.max_in_flight)
         sender = OutboxSender(
             runtime.db,
             transport,
             clock=clock,
-            policy=sender_policy or SenderPolicy(),
+            policy=policy,
             on_moved=lambda old, new: org.group_moved(runtime, old, new),
         )
         application.bot_data[SENDER] = sender
@@ -59,6 +60,8 @@ def build_application(
         .base_url(settings.api_base_url)
         .base_file_url(settings.api_file_base_url)
         .context_types(ContextTypes(context=BotContext))
+        # The JobQueue plans in the school's time zone.
+        .defaults(Defaults(tzinfo=settings.zone))
         # Direct replies share Telegram's limits; the outbox sender paces itself (bot.outbox).
         .rate_limiter(AIORateLimiter(max_retries=2))
         .post_init(post_init)

@@ -26,16 +26,16 @@ def _fail(message: str, status: int) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from telegram.error import InvalidToken, NetworkError
-
-    from bot.app import build_application
-
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         return _fail(
             "SAFECAMPUS_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
             "or the environment",
             EXIT_SETTINGS,
         )
+    from telegram.error import InvalidToken, NetworkError
+
+    from bot.app import build_application
+
     application = build_application(settings)
     log_event(logger, "starting", database=settings.database_url, api=settings.api_base_url)
     try:

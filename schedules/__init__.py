@@ -14,5 +14,4 @@ async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: 
     """(Re-)plan every scheduled job. Called once the database is migrated."""
     job_queue = application.job_queue
     assert job_queue is not None, "install python-telegram-bot[job-queue]"
-    job_queue.scheduler.configure(timezone=runtime.settings.zone)
     outbox_housekeeping.plan(job_queue, runtime)

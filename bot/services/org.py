@@ -464,6 +464,8 @@ async def revoke_role(
     rt: Runtime, actor: Actor, reference: str, role_name: str, path: str | None
 ) -> Revocation:
     """Take ``role`` away from a person (by @username or Telegram id) and tell them."""
+    if not actor.has_role(Role.ADMIN):
+        raise NotAllowed(needed=Role.ADMIN, unit="")  # before revealing who exists
     role = parse_role(role_name)
     async with rt.db.transaction() as conn:
         person = await find_person(conn, reference)
