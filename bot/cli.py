@@ -36,6 +36,13 @@ def _run(settings: Settings) -> int:
 
     from bot.app import build_application
 
+    def no_traceback_for_a_bad_token(record: logging.LogRecord) -> bool:
+        # PTB logs a refused token with its traceback before raising; we say it in one line.
+        if record.exc_info and isinstance(record.exc_info[1], InvalidToken):
+            record.exc_info = None
+        return True
+
+    logging.getLogger("telegram.ext").addFilter(no_traceback_for_a_bad_token)
     application = build_application(settings)
     log_event(logger, "starting", database=settings.database_url, api=settings.api_base_url)
     try:
