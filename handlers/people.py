@@ -82,6 +82,7 @@ async def revoke(update: Update, context: BotContext) -> None:
         context.runtime, actor, args[0], args[1], " ".join(args[2:]) or None
     )
     await reply(update, context, "people/revoked.j2", revocation=revocation)
+    await publish_personal_menu(context.bot, context.runtime, revocation.remaining)
 
 
 async def language(update: Update, context: BotContext) -> None:

@@ -3,6 +3,7 @@ superadmin start, invitations, joining, groups and their binding, help, language
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -162,6 +163,15 @@ async def test_binding_a_group(app: AnyApp, fake_telegram: FakeBotAPI, boss: Fak
     unbound = await say(fake_telegram, boss, "/unbind", supergroup)
     assert "解除" in (unbound.visible_text or "")
 
+    await fake_telegram.remove_bot_from_group(supergroup, boss)
+    for _ in range(100):
+        status = await org.group_status(rt, Recipient("telegram", str(supergroup.id)))
+        if status is not None and not status.active:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("removal from the group was not recorded")
+
 
 async def test_help_shows_only_what_the_roles_allow(
     app: AnyApp, fake_telegram: FakeBotAPI, boss: FakeUser
@@ -207,10 +217,8 @@ async def test_wrong_role_wrong_chat_and_forged_buttons_change_nothing(
         await guest.click(menu, forged)
         answer = await fake_telegram.wait_for(
             lambda call: (
-                (call.method == "answerCallbackQuery"
-                and "失效" in str(call.params.get("text")))
-                or (call.method == "answerCallbackQuery"
-                and "权限" in str(call.params.get("text")))
+                (call.method == "answerCallbackQuery" and "失效" in str(call.params.get("text")))
+                or (call.method == "answerCallbackQuery" and "权限" in str(call.params.get("text")))
             ),
         )
         fake_telegram.calls.remove(answer)
@@ -249,6 +257,23 @@ async def test_people_and_revoke(app: AnyApp, fake_telegram: FakeBotAPI, boss: F
     assert Role.OFFICER not in actor.roles
 
 
+async def test_a_personal_menu_follows_role_changes(
+    app: AnyApp, fake_telegram: FakeBotAPI, boss: FakeUser
+) -> None:
+    await say(fake_telegram, boss, "/start")
+    _, payload = await invite(fake_telegram, boss, "admin 信息学院")
+    dean = fake_telegram.user(141, "院长", username="dean")
+    await say(fake_telegram, dean, f"/start {payload}")
+
+    def menu() -> list[str]:
+        return [c["command"] for c in fake_telegram.commands("chat", chat_id=dean.id)]
+
+    await fake_telegram.wait_until(lambda: "invite" in menu(), what="admin commands in the menu")
+    await say(fake_telegram, boss, "/revoke @dean admin")
+    await fake_telegram.wait_until(lambda: "invite" not in menu(), what="admin commands gone")
+    assert "whoami" in menu()
+
+
 async def test_an_unexpected_failure_gives_an_incident_code_not_a_traceback(
     app: AnyApp, fake_telegram: FakeBotAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -278,8 +303,6 @@ def _profile(user: FakeUser) -> org.Profile:
 
 
 async def _eventually_group(rt: Any, chat_id: int) -> Any:
-    import asyncio
-
     for _ in range(100):
         status = await org.group_status(rt, Recipient("telegram", str(chat_id)))
         if status is not None:

@@ -458,6 +458,7 @@ async def people_in(
 class Revocation(BaseModel):
     person: Person
     grant: Grant
+    remaining: Actor  # the person as they are now, with the roles they still hold
 
 
 async def revoke_role(
@@ -505,7 +506,8 @@ async def revoke_role(
             role=role,
             unit=grant.unit,
         )
-    return Revocation(person=person, grant=grant)
+        remaining = await actor_by_person_id(conn, rt, person.id)
+    return Revocation(person=person, grant=grant, remaining=remaining)
 
 
 def parse_role(name: str) -> Role:
