@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from telegram import (
-    CallbackQuery,
-    Chat,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    Message,
-    Update,
-    User,
-)
+from telegram import CallbackQuery, Chat, Message, Update, User
 from telegram.constants import ParseMode
 
 from bot.errors import StaleButton
 from bot.outbox import Button, Recipient
+from bot.outbox.telegram import inline_keyboard
 from bot.render import choose_locale
 from bot.services import org
 from bot.services.models import TELEGRAM, Actor, Profile
@@ -65,23 +58,6 @@ def text(update: Update, context: BotContext, template: str, **values: Any) -> s
     return context.runtime.renderer.render(locale_of(update, context), template, **values)
 
 
-def keyboard(buttons: list[list[Button]]) -> InlineKeyboardMarkup | None:
-    """Inline keyboard for rendered buttons (None when there are none)."""
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(b.text, url=b.url)
-                if b.url
-                else InlineKeyboardButton(b.text, callback_data=b.action)
-                for b in row
-            ]
-            for row in buttons
-        ]
-    )
-
-
 async def reply(
     update: Update,
     context: BotContext,
@@ -97,7 +73,7 @@ async def reply(
         chat.id,
         text(update, context, template, **values),
         parse_mode=ParseMode.HTML,
-        reply_markup=keyboard(buttons or []),
+        reply_markup=inline_keyboard(buttons or []),
         disable_web_page_preview=True,
     )
 

@@ -9,11 +9,12 @@ from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler
 
 from bot.errors import StaleButton
+from bot.outbox.telegram import inline_keyboard
 from bot.qr import qr_png
 from bot.services import invitations
 from bot.services.invitations import Invitation
 from handlers.commands import command
-from handlers.common import actor_of, button, keyboard, pressed, reply, text
+from handlers.common import actor_of, button, pressed, reply, text
 from handlers.context import BotContext
 from handlers.start import JOIN
 
@@ -39,7 +40,7 @@ async def invite(update: Update, context: BotContext) -> None:
         qr_png(link),
         caption=text(update, context, "invitations/created.j2", invitation=invitation, link=link),
         parse_mode=ParseMode.HTML,
-        reply_markup=keyboard([[revoke_button]]),
+        reply_markup=inline_keyboard([[revoke_button]]),
     )
 
 

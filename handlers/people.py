@@ -9,10 +9,11 @@ from telegram.ext import Application, CallbackQueryHandler
 
 from bot.errors import BadArguments, StaleButton
 from bot.outbox import Button
+from bot.outbox.telegram import inline_keyboard
 from bot.render import LOCALES
 from bot.services import org
 from handlers.commands import command, publish_personal_menu
-from handlers.common import actor_of, button, keyboard, pressed, reply, text
+from handlers.common import actor_of, button, pressed, reply, text
 from handlers.context import BotContext
 
 LANGUAGE = "lang:"
@@ -69,7 +70,7 @@ async def people_page(update: Update, context: BotContext) -> None:
     await query.edit_message_text(
         text(update, context, "people/list.j2", page=page),
         parse_mode="HTML",
-        reply_markup=keyboard(_people_buttons(update, context, page)),
+        reply_markup=inline_keyboard(_people_buttons(update, context, page)),
     )
 
 

@@ -33,7 +33,7 @@ from sqlalchemy import Row, func, select, update
 
 from bot.clock import Clock
 from bot.logs import log_event
-from bot.outbox.queue import OutgoingMessage, Recipient, Status
+from bot.outbox.queue import OutgoingMessage, Recipient, Status, readdress
 from bot.store.engine import Database
 from bot.store.tables import outbox
 
@@ -513,15 +513,7 @@ class OutboxSender:
                                 last_error=f"moved to {new.channel}:{new.address}",
                             )
                         )
-                        await conn.execute(
-                            update(outbox)
-                            .where(
-                                outbox.c.status == Status.PENDING,
-                                outbox.c.channel == recipient.channel,
-                                outbox.c.address == recipient.address,
-                            )
-                            .values(channel=new.channel, address=new.address)
-                        )
+                        await readdress(conn, recipient, new)
                 if not isinstance(outcome, RetryLater | Moved):
                     following = (await conn.execute(_head_of(recipient))).first()
             # Committed: mirror it in the cache, then say so in the log.

@@ -84,7 +84,8 @@ def _cut_line(line: str, limit: int) -> tuple[str, str]:
     return line[:end], line[end:].lstrip(" ")
 
 
-def _keyboard(buttons: list[list[Button]]) -> InlineKeyboardMarkup | None:
+def inline_keyboard(buttons: list[list[Button]]) -> InlineKeyboardMarkup | None:
+    """Telegram's inline keyboard for rendered buttons (None when there are none)."""
     if not buttons:
         return None
     return InlineKeyboardMarkup(
@@ -142,14 +143,14 @@ class TelegramTransport:
         if settings.bot_token is None:
             raise ValueError("TelegramTransport needs settings.bot_token")
         pool = connections or SenderPolicy().max_in_flight
-        # Generous read timeout: a timed-out send is retried, and if Telegram had accepted it
-        # the chat sees it twice, so wait for slow answers rather than give up early.
+        # A generous read timeout (PTB's default is 5 s): a timed-out send is retried, and if
+        # Telegram had accepted it the chat sees it twice, so wait for a slow answer instead.
         request = HTTPXRequest(
             connection_pool_size=pool,
             connect_timeout=10.0,
-            read_timeout=30.0,
-            write_timeout=30.0,
-            pool_timeout=30.0,
+            read_timeout=15.0,
+            write_timeout=20.0,
+            pool_timeout=10.0,
         )
         bot = Bot(
             settings.bot_token.get_secret_value(),
@@ -214,7 +215,7 @@ class TelegramTransport:
         self, chat_id: int, key: tuple[int, str], parts: list[_Part], buttons: list[list[Button]]
     ) -> int:
         done, message_id = self._progress.get(key, (0, 0))
-        markup = _keyboard(buttons)
+        markup = inline_keyboard(buttons)
         for index in range(done, len(parts)):
             if index > 0:
                 await asyncio.sleep(PART_INTERVAL)
