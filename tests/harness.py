@@ -32,14 +32,15 @@ def bot_settings(tmp_path: Path, telegram: FakeBotAPI, **overrides: Any) -> Sett
 
 
 @asynccontextmanager
-async def running_bot(
-    settings: Settings, *, clock: Clock = utc_now, policy: SenderPolicy = TEST_POLICY
+async def polling(
+    application: Application[Any, Any, Any, Any, Any, Any],
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
-    """The Application polling the fake server; stopped (like Ctrl-C) when the block ends."""
-    application = build_application(settings, clock=clock, sender_policy=policy)
+    """Initialise, poll and start ``application``; stop it in reverse when the block ends.
+
+    This is what ``run_polling`` does, minus the signal handling."""
     await application.initialize()
-    assert application.post_init is not None
-    await application.post_init(application)
+    if application.post_init is not None:
+        await application.post_init(application)
     assert application.updater is not None
     await application.updater.start_polling(poll_interval=0, timeout=5)
     await application.start()
@@ -49,5 +50,15 @@ async def running_bot(
         await application.updater.stop()
         await application.stop()
         await application.shutdown()
-        assert application.post_shutdown is not None
-        await application.post_shutdown(application)
+        if application.post_shutdown is not None:
+            await application.post_shutdown(application)
+
+
+@asynccontextmanager
+async def running_bot(
+    settings: Settings, *, clock: Clock = utc_now, policy: SenderPolicy = TEST_POLICY
+) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
+    """The Application polling the fake server; stopped (like Ctrl-C) when the block ends."""
+    application = build_application(settings, clock=clock, sender_policy=policy)
+    async with polling(application):
+        yield application

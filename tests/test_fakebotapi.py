@@ -37,6 +37,7 @@ from telegram.ext import (
 )
 
 from tests.fakebotapi import FakeBotAPI
+from tests.harness import polling
 
 # A 1×1 PNG.
 PNG = bytes.fromhex(
@@ -109,16 +110,8 @@ async def app(fake_telegram: FakeBotAPI) -> AsyncIterator[App]:
     application.add_handler(MessageHandler(filters.PHOTO, photo))
     application.add_handler(ChatMemberHandler(my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, migrated))
-    await application.initialize()
-    assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0)
-    await application.start()
-    try:
+    async with polling(application):
         yield application
-    finally:
-        await application.updater.stop()
-        await application.stop()
-        await application.shutdown()
 
 
 def seconds(value: int | dtm.timedelta) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,8 +11,17 @@ import pytest
 from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from bot.store import open_database, upgrade
+from bot.store import Database, open_database, upgrade
 from bot.store.tables import metadata, units
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database on a real SQLite file."""
+    database = open_database(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    await upgrade(database)
+    yield database
+    await database.close()
 
 
 async def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
@@ -28,74 +38,55 @@ async def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path:
         await db.close()
 
 
-async def test_migrations_create_every_table_and_are_idempotent(tmp_path: Path) -> None:
-    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    try:
-        await upgrade(db)
-        await upgrade(db)
-        async with db.read() as conn:
-            names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert set(metadata.tables) <= names
-        assert len(version) == 1
-    finally:
-        await db.close()
+async def test_migrations_create_every_table_and_are_idempotent(db: Database) -> None:
+    await upgrade(db)
+    await upgrade(db)
+    async with db.read() as conn:
+        names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    assert set(metadata.tables) <= names
+    assert len(version) == 1
 
 
-async def test_foreign_keys_are_enforced_and_a_failed_write_changes_nothing(tmp_path: Path) -> None:
-    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+async def test_foreign_keys_are_enforced_and_a_failed_write_changes_nothing(db: Database) -> None:
     now = datetime.now(UTC)
-    try:
-        await upgrade(db)
 
-        async def a_unit_then_an_orphan() -> None:
-            async with db.transaction() as conn:
-                await conn.execute(
-                    insert(units).values(name="a", kind="unit", id_path="/", created_at=now)
-                )
-                await conn.execute(
-                    insert(units).values(
-                        parent_id=999, name="b", kind="unit", id_path="/", created_at=now
-                    )
-                )
-
-        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
-            await a_unit_then_an_orphan()
-        async with db.read() as conn:
-            assert (await conn.execute(select(units))).all() == []
-    finally:
-        await db.close()
-
-
-async def test_concurrent_writers_wait_for_each_other(tmp_path: Path) -> None:
-    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    now = datetime.now(UTC)
-    try:
-        await upgrade(db)
-
-        async def write(n: int) -> None:
-            async with db.transaction() as conn:
-                await conn.execute(
-                    insert(units).values(name=f"u{n}", kind="unit", id_path="/", created_at=now)
-                )
-                await asyncio.sleep(0.01)  # hold the write lock across an await
-
-        await asyncio.gather(*(write(n) for n in range(20)))
-        async with db.read() as conn:
-            assert len((await conn.execute(select(units))).all()) == 20
-    finally:
-        await db.close()
-
-
-async def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
-    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    try:
-        await upgrade(db)
-        naive = insert(units).values(
-            name="a", kind="unit", id_path="/", created_at=datetime(2026, 1, 1)
-        )
+    async def a_unit_then_an_orphan() -> None:
         async with db.transaction() as conn:
-            with pytest.raises(StatementError, match="naive"):
-                await conn.execute(naive)
-    finally:
-        await db.close()
+            await conn.execute(
+                insert(units).values(name="a", kind="unit", id_path="/", created_at=now)
+            )
+            await conn.execute(
+                insert(units).values(
+                    parent_id=999, name="b", kind="unit", id_path="/", created_at=now
+                )
+            )
+
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        await a_unit_then_an_orphan()
+    async with db.read() as conn:
+        assert (await conn.execute(select(units))).all() == []
+
+
+async def test_concurrent_writers_wait_for_each_other(db: Database) -> None:
+    now = datetime.now(UTC)
+
+    async def write(n: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(
+                insert(units).values(name=f"u{n}", kind="unit", id_path="/", created_at=now)
+            )
+            await asyncio.sleep(0.01)  # hold the write lock across an await
+
+    await asyncio.gather(*(write(n) for n in range(20)))
+    async with db.read() as conn:
+        assert len((await conn.execute(select(units))).all()) == 20
+
+
+async def test_naive_datetimes_are_refused(db: Database) -> None:
+    naive = insert(units).values(
+        name="a", kind="unit", id_path="/", created_at=datetime(2026, 1, 1)
+    )
+    async with db.transaction() as conn:
+        with pytest.raises(StatementError, match="naive"):
+            await conn.execute(naive)

@@ -472,48 +472,24 @@ class OutboxSender:
             now = self._clock()
             following: Row[Any] | None = None
             async with self._db.transaction() as conn:
+                values: dict[str, Any]
                 match outcome:
                     case Delivered(message_ref=ref):
-                        await conn.execute(
-                            update(outbox)
-                            .where(row)
-                            .values(
-                                status=Status.SENT,
-                                sent_at=now,
-                                message_ref=ref,
-                                attempts=outbox.c.attempts + 1,
-                            )
-                        )
+                        values = {"status": Status.SENT, "sent_at": now, "message_ref": ref}
                     case RetryLater(reason=reason):
-                        await conn.execute(
-                            update(outbox)
-                            .where(row)
-                            .values(
-                                attempts=outbox.c.attempts + 1,
-                                last_error=reason,
-                                next_attempt_at=now + timedelta(seconds=delay),
-                            )
-                        )
+                        values = {
+                            "last_error": reason,
+                            "next_attempt_at": now + timedelta(seconds=delay),
+                        }
                     case Undeliverable(reason=reason):
-                        await conn.execute(
-                            update(outbox)
-                            .where(row)
-                            .values(
-                                status=Status.UNDELIVERABLE,
-                                attempts=outbox.c.attempts + 1,
-                                last_error=reason,
-                            )
-                        )
+                        values = {"status": Status.UNDELIVERABLE, "last_error": reason}
                     case Moved(new_recipient=new):
-                        await conn.execute(
-                            update(outbox)
-                            .where(row)
-                            .values(
-                                attempts=outbox.c.attempts + 1,
-                                last_error=f"moved to {new.channel}:{new.address}",
-                            )
-                        )
-                        await readdress(conn, recipient, new)
+                        values = {"last_error": f"moved to {new.channel}:{new.address}"}
+                await conn.execute(
+                    update(outbox).where(row).values(attempts=outbox.c.attempts + 1, **values)
+                )
+                if isinstance(outcome, Moved):
+                    await readdress(conn, recipient, outcome.new_recipient)
                 if not isinstance(outcome, RetryLater | Moved):
                     following = (await conn.execute(_head_of(recipient))).first()
             # Committed: mirror it in the cache, then say so in the log.
