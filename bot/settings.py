@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +34,22 @@ class Settings(BaseSettings):
     superadmins: Annotated[frozenset[int], NoDecode] = Field(default_factory=frozenset)
     data_dir: Path = Path("data")
     log_level: LogLevel = "INFO"
+    # How long a report may wait for acknowledgement, per severity, before it is escalated.
+    ack_deadlines: Annotated[dict[str, timedelta], NoDecode] = Field(
+        default_factory=lambda: _parse_deadlines(DEFAULT_ACK_DEADLINES)
+    )
+    escalation_interval: Annotated[timedelta, NoDecode] = timedelta(minutes=15)
+    reports_per_minute: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("ack_deadlines", mode="before")
+    @classmethod
+    def _deadlines(cls, value: object) -> object:
+        return _parse_deadlines(value) if isinstance(value, str) else value
+
+    @field_validator("escalation_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("superadmins", mode="before")
     @classmethod
@@ -87,6 +104,32 @@ class Settings(BaseSettings):
     @property
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+SEVERITIES = ("urgent", "major", "serious", "routine")
+DEFAULT_ACK_DEADLINES = "urgent=5m,major=30m,serious=4h,routine=24h"
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"5m"``, ``"4h"``, ``"1d"`` or ``"30s"`` as a timedelta (a positive number and a unit)."""
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit() or int(value[:-1]) < 1:
+        raise ValueError(f"{text!r} is not a duration like 5m, 4h or 1d")
+    return timedelta(**{_UNITS[value[-1]]: int(value[:-1])})
+
+
+def _parse_deadlines(text: object) -> dict[str, timedelta]:
+    deadlines = {}
+    for part in str(text).split(","):
+        name, _, duration = part.partition("=")
+        if name.strip() not in SEVERITIES:
+            raise ValueError(f"{name.strip()!r} is not one of {', '.join(SEVERITIES)}")
+        deadlines[name.strip()] = parse_duration(duration)
+    missing = [name for name in SEVERITIES if name not in deadlines]
+    if missing:
+        raise ValueError(f"no deadline for {', '.join(missing)} (e.g. {DEFAULT_ACK_DEADLINES})")
+    return deadlines
 
 
 class SettingsError(Exception):

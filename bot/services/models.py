@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from bot.errors import NotAllowed
 from bot.outbox import Recipient
+from bot.render import choose_locale
 
 TELEGRAM = "telegram"
 
@@ -76,6 +77,10 @@ class Person(BaseModel):
     language_code: str | None
     locale: str | None
     started: bool
+
+    def language(self, default: str) -> str:
+        """The locale to write to this person in (their choice, else their app's, else default)."""
+        return choose_locale(self.locale, self.language_code, default)
 
     @property
     def recipient(self) -> Recipient:

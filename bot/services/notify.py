@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.outbox import Button, OutgoingMessage, Recipient, enqueue
-from bot.render import choose_locale
 from bot.runtime import Runtime
 from bot.services.models import Group, Person
 
@@ -23,8 +22,7 @@ async def notify_person(
     **context: Any,
 ) -> int:
     """Queue ``template`` for person ``to`` in their language; returns the outbox id."""
-    locale = choose_locale(to.locale, to.language_code, rt.settings.locale)
-    text = rt.renderer.render(locale, template, **context)
+    text = rt.renderer.render(to.language(rt.settings.locale), template, **context)
     message = OutgoingMessage(text=text, buttons=buttons or [])
     return await enqueue(conn, to.recipient, message, topic=topic, now=rt.now())
 

@@ -524,6 +524,50 @@ def parse_role(name: str) -> Role:
 # --- groups --------------------------------------------------------------------------------
 
 
+async def holders_over(
+    conn: AsyncConnection,
+    rt: Runtime,
+    unit: Unit,
+    wanted: Iterable[Role],
+    *,
+    with_superadmins: bool = True,
+) -> list[Person]:
+    """Everyone holding one of ``wanted`` over ``unit`` (at it or above), and (unless told
+    otherwise) the superadmins; each person once."""
+    rows = (
+        await conn.execute(
+            select(people)
+            .join(roles, roles.c.person_id == people.c.id)
+            .join(units, units.c.id == roles.c.unit_id)
+            .where(
+                roles.c.revoked_at.is_(None),
+                roles.c.role.in_(list(wanted)),
+                # the role's unit is an ancestor of (or is) ``unit``: its id_path is a prefix
+                func.substr(unit.id_path, 1, func.length(units.c.id_path)) == units.c.id_path,
+            )
+            .order_by(people.c.full_name, people.c.id)
+        )
+    ).all()
+    supers = (
+        (
+            await conn.execute(
+                select(people).where(people.c.telegram_id.in_(list(rt.settings.superadmins)))
+            )
+        ).all()
+        if with_superadmins
+        else []
+    )
+    found: dict[int, Person] = {}
+    for row in [*rows, *supers]:
+        found.setdefault(row.id, person_from_row(row))
+    return list(found.values())
+
+
+async def group_at(conn: AsyncConnection, recipient: Recipient) -> Group | None:
+    """The group chat at ``recipient`` (None if the bot never saw it)."""
+    return await _group(conn, recipient)
+
+
 async def _group(conn: AsyncConnection, recipient: Recipient) -> Group | None:
     row = (
         await conn.execute(

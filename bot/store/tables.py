@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -146,4 +148,55 @@ outbox = Table(
     Column("message_ref", String(64), nullable=True),
     Column("last_error", Text, nullable=True),
     Index("ix_outbox_pending", "status", "channel", "address", "id"),
+)
+
+# Reports filed by informants and staff; shown as R-0042 (the id), never by a raw database id.
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("reporter_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column("anonymous", Boolean, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("assignee_id", Integer, ForeignKey("people.id"), nullable=True),
+    Column("duplicate_of", Integer, ForeignKey("reports.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ack_deadline", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    # When the next escalation is due while nobody has acknowledged (NULL once acknowledged).
+    Column("escalate_at", UTCDateTime, nullable=True, index=True),
+    Column("escalations", Integer, nullable=False, server_default="0"),
+)
+
+report_photos = Table(
+    "report_photos",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report_id", Integer, ForeignKey("reports.id"), nullable=False, index=True),
+    Column("file_id", String(256), nullable=False),
+    Column("file_unique_id", String(128), nullable=False),
+    Column("size", Integer, nullable=True),
+    # Under DATA_DIR, named by content hash; NULL when Telegram would not let us download it.
+    Column("path", String(256), nullable=True),
+    Column("note", String(256), nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# Append-only history of a report: every step with who and when.
+report_events = Table(
+    "report_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report_id", Integer, ForeignKey("reports.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_id", Integer, ForeignKey("people.id"), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("detail", JSON, nullable=False),
 )
