@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -16,6 +16,15 @@ from sqlalchemy.exc import ArgumentError
 ENV_PREFIX = "SAFECAMPUS_"
 Locale = Literal["zh_CN", "en"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+AllClearPeriod = Literal["weekly", "daily"]
+
+
+class ClosingTime(NamedTuple):
+    """When an all-clear period closes, in local time: a weekday (0 = Monday) and a time of day
+    for weekly periods; only the time of day for daily ones."""
+
+    weekday: int | None
+    at: time
 
 
 class Settings(BaseSettings):
@@ -40,6 +49,29 @@ class Settings(BaseSettings):
     )
     escalation_interval: Annotated[timedelta, NoDecode] = timedelta(minutes=15)
     reports_per_minute: int = Field(default=5, ge=1, le=100)
+    # All-clear reports (零报告): how often each class must report, when the period closes, and
+    # how long before the close the silent informants are reminded. The close defaults to
+    # Friday 16:00 for weekly periods and 16:00 for daily ones (see ``allclear_closing``).
+    allclear_period: AllClearPeriod = "weekly"
+    allclear_close: Annotated[ClosingTime | None, NoDecode] = None
+    allclear_reminder_lead: Annotated[timedelta, NoDecode] = timedelta(hours=6)
+
+    @field_validator("allclear_close", mode="before")
+    @classmethod
+    def _closing(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return parse_closing_time(value, weekly=info.data.get("allclear_period") != "daily")
+
+    @field_validator("allclear_reminder_lead", mode="before")
+    @classmethod
+    def _lead(cls, value: object, info: ValidationInfo) -> object:
+        lead = parse_duration(value) if isinstance(value, str) else value
+        length = PERIOD_LENGTHS.get(str(info.data.get("allclear_period")))
+        # A lead as long as the period would remind before the period even opened.
+        if isinstance(lead, timedelta) and length is not None and lead >= length:
+            raise ValueError(f"must be shorter than the period ({length.days}d)")
+        return lead
 
     @field_validator("ack_deadlines", mode="before")
     @classmethod
@@ -102,6 +134,14 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
+    def allclear_closing(self) -> ClosingTime:
+        """When each all-clear period closes (the configured close, else the default)."""
+        if self.allclear_close is not None:
+            return self.allclear_close
+        weekday = None if self.allclear_period == "daily" else DEFAULT_CLOSE_WEEKDAY
+        return ClosingTime(weekday, DEFAULT_CLOSE_AT)
+
+    @property
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
 
@@ -117,6 +157,33 @@ def parse_duration(text: str) -> timedelta:
     if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit() or int(value[:-1]) < 1:
         raise ValueError(f"{text!r} is not a duration like 5m, 4h or 1d")
     return timedelta(**{_UNITS[value[-1]]: int(value[:-1])})
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DEFAULT_CLOSE_WEEKDAY = WEEKDAYS.index("friday")
+DEFAULT_CLOSE_AT = time(16, 0)
+PERIOD_LENGTHS = {"weekly": timedelta(days=7), "daily": timedelta(days=1)}
+
+
+def parse_closing_time(text: str, *, weekly: bool) -> ClosingTime:
+    """``"fri 16:00"`` (or ``"friday 16:00"``) for weekly periods, ``"16:00"`` for daily ones."""
+    parts = text.strip().lower().split()
+    example = "a day and a time like 'fri 16:00'" if weekly else "a time like '16:00'"
+    if len(parts) != (2 if weekly else 1):
+        raise ValueError(f"{text!r}: {'weekly' if weekly else 'daily'} periods need {example}")
+    weekday = None
+    if weekly:
+        days = [index for index, day in enumerate(WEEKDAYS) if parts[0] in (day, day[:3])]
+        if not days:
+            names = ", ".join(day[:3] for day in WEEKDAYS)
+            raise ValueError(f"{parts[0]!r} is not a day of the week ({names})")
+        weekday = days[0]
+    hours, _, minutes = parts[-1].partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError(f"{parts[-1]!r} is not a time like 16:00")
+    if int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"{parts[-1]!r} is not a time of day (00:00 to 23:59)")
+    return ClosingTime(weekday, time(int(hours), int(minutes)))
 
 
 def _parse_deadlines(text: object) -> dict[str, timedelta]:

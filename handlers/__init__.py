@@ -9,7 +9,18 @@ from typing import Any
 
 from telegram.ext import Application
 
-from handlers import errors, fallback, groups, help, invitations, people, start
+from handlers import (
+    errors,
+    fallback,
+    groups,
+    help,
+    invitations,
+    people,
+    prompts,
+    report_actions,
+    reports,
+    start,
+)
 from handlers.commands import publish_command_menus
 
 __all__ = ["publish_command_menus", "register"]
@@ -17,5 +28,16 @@ __all__ = ["publish_command_menus", "register"]
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every handler; the fallback goes last so it only sees what nothing else took."""
-    for module in (start, help, people, invitations, groups, fallback, errors):
+    for module in (
+        prompts,
+        reports,
+        report_actions,
+        start,
+        help,
+        people,
+        invitations,
+        groups,
+        fallback,
+        errors,
+    ):
         module.register(application)

@@ -57,6 +57,8 @@ class CommandSpec:
 
 
 ADMINS = frozenset({Role.ADMIN})
+HANDLERS = frozenset({Role.OFFICER, Role.ADMIN})
+ENROLLED = frozenset(Role)
 BOTH = frozenset({PRIVATE, GROUP})
 COMMANDS: list[CommandSpec] = [
     CommandSpec("start", frozenset({PRIVATE})),
@@ -67,6 +69,10 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("invites", frozenset({PRIVATE}), ADMINS),
     CommandSpec("people", frozenset({PRIVATE}), ADMINS),
     CommandSpec("revoke", frozenset({PRIVATE}), ADMINS),
+    CommandSpec("report", frozenset({PRIVATE}), ENROLLED),
+    CommandSpec("myreports", frozenset({PRIVATE}), ENROLLED),
+    CommandSpec("reports", frozenset({PRIVATE}), HANDLERS),
+    CommandSpec("cancel", frozenset({PRIVATE}), ENROLLED),
     CommandSpec("bind", frozenset({GROUP}), ADMINS),
     CommandSpec("unbind", frozenset({GROUP}), ADMINS),
 ]
@@ -88,7 +94,7 @@ def command(
     async def guarded(update: Update, context: BotContext) -> None:
         where = PRIVATE if is_private(update) else GROUP
         if where not in spec.where:
-            raise WrongChat(command=name, where=next(iter(spec.where)))
+            raise WrongChat(command=name, where=next(iter(spec.where)), bot=context.bot.username)
         await callback(update, context)
 
     application.add_handler(CommandHandler(name, guarded))

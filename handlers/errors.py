@@ -10,7 +10,7 @@ from typing import Any
 from telegram import Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application
+from telegram.ext import Application, ApplicationHandlerStop
 
 from bot.errors import DomainError
 from bot.logs import log_event
@@ -41,6 +41,12 @@ def _describe(update: object) -> dict[str, Any]:
 
 
 async def on_error(update: object, context: BotContext) -> None:
+    """Explain the problem, then stop: no other handler acts on an update that failed."""
+    await _explain(update, context)
+    raise ApplicationHandlerStop
+
+
+async def _explain(update: object, context: BotContext) -> None:
     error = context.error
     if isinstance(error, DomainError):
         log_event(logger, "refused", logging.INFO, reason=type(error).__name__, **_describe(update))

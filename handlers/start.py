@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.services import invitations
-from handlers.commands import PRIVATE, available, command, publish_personal_menu
+from handlers.commands import PRIVATE, SPECS, available, command, publish_personal_menu
 from handlers.common import actor_of, profile_of, reply
 from handlers.context import BotContext
 
@@ -19,6 +19,9 @@ async def start(update: Update, context: BotContext) -> None:
     payload = context.args[0] if context.args else ""
     if payload.startswith(JOIN):
         await _join(update, context, payload.removeprefix(JOIN))
+        return
+    if payload in SPECS:  # a "continue in private" link from a group
+        await reply(update, context, "start/continue.j2", command=payload)
         return
     if payload:
         await reply(update, context, "start/unknown_link.j2")

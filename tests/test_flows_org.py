@@ -280,7 +280,7 @@ async def test_an_unexpected_failure_gives_an_incident_code_not_a_traceback(
     async def broken(update: Update, context: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    app.add_handler(CommandHandler("boom", broken), group=-1)
+    app.add_handler(CommandHandler("boom", broken), group=-5)
     person = fake_telegram.user(150, "Tester", language_code="en")
     reply = (await say(fake_telegram, person, "/boom")).visible_text or ""
     code = re.search(r"incident code ([0-9A-F]{6})", reply)

@@ -19,11 +19,13 @@ async def notify_person(
     *,
     topic: str,
     buttons: list[list[Button]] | None = None,
+    photo: str | None = None,
     **context: Any,
 ) -> int:
-    """Queue ``template`` for person ``to`` in their language; returns the outbox id."""
+    """Queue ``template`` for person ``to`` in their language (with ``photo``, a path under
+    DATA_DIR, if given); returns the outbox id."""
     text = rt.renderer.render(to.language(rt.settings.locale), template, **context)
-    message = OutgoingMessage(text=text, buttons=buttons or [])
+    message = OutgoingMessage(text=text, buttons=buttons or [], photo=photo)
     return await enqueue(conn, to.recipient, message, topic=topic, now=rt.now())
 
 
@@ -35,11 +37,12 @@ async def notify_group(
     *,
     topic: str,
     buttons: list[list[Button]] | None = None,
+    photo: str | None = None,
     **context: Any,
 ) -> int:
     """Queue ``template`` for a group chat in the school's default language."""
     text = rt.renderer.render(rt.settings.locale, template, **context)
-    message = OutgoingMessage(text=text, buttons=buttons or [])
+    message = OutgoingMessage(text=text, buttons=buttons or [], photo=photo)
     return await enqueue(
         conn, Recipient(group.channel, group.address), message, topic=topic, now=rt.now()
     )

@@ -354,7 +354,6 @@ async def _route(conn: AsyncConnection, rt: Runtime, report: Report) -> None:
             topic="reports.new",
             buttons=card_buttons(rt, rt.settings.locale, report),
             report=report,
-            show_reporter=False,
             photo=_first_photo(report),
         )
     if targets:
@@ -369,7 +368,6 @@ async def _route(conn: AsyncConnection, rt: Runtime, report: Report) -> None:
             topic="reports.new",
             buttons=card_buttons(rt, locale, report),
             report=report,
-            show_reporter=False,
             photo=_first_photo(report),
         )
 
@@ -450,6 +448,38 @@ async def _open_for_handling(conn: AsyncConnection, actor: Actor, report_id: int
     if report.state.closed:
         raise AlreadyClosed(report=report)
     return report
+
+
+async def for_handling(rt: Runtime, actor: Actor, report_id: int) -> Report:
+    """The report, if ``actor`` may handle it now: NotAllowed or AlreadyClosed otherwise.
+    Checked before asking someone to type a resolution, not only after."""
+    async with rt.db.read() as conn:
+        return await _open_for_handling(conn, actor, report_id)
+
+
+async def _question(
+    conn: AsyncConnection, actor: Actor, report_id: int, question_id: int
+) -> tuple[Report, Row[Any]]:
+    report = await _load(conn, report_id)
+    question = (
+        await conn.execute(
+            select(report_events).where(
+                report_events.c.id == question_id,
+                report_events.c.report_id == report_id,
+                report_events.c.kind == "asked",
+            )
+        )
+    ).first()
+    if question is None or report.reporter.id != actor.person.id:
+        raise StaleButton()
+    return report, question
+
+
+async def question_for(rt: Runtime, actor: Actor, report_id: int, question_id: int) -> str:
+    """The text of a question relayed to ``actor`` about their own report."""
+    async with rt.db.read() as conn:
+        _, question = await _question(conn, actor, report_id, question_id)
+    return str(question.detail["text"])
 
 
 async def _tell_reporter(
@@ -573,18 +603,7 @@ async def answer_question(
     answer = _check_text(text, MAX_NOTE)
     now = rt.now()
     async with rt.db.transaction() as conn:
-        report = await _load(conn, report_id)
-        question = (
-            await conn.execute(
-                select(report_events).where(
-                    report_events.c.id == question_id,
-                    report_events.c.report_id == report_id,
-                    report_events.c.kind == "asked",
-                )
-            )
-        ).first()
-        if question is None or report.reporter.id != actor.person.id:
-            raise StaleButton()
+        report, question = await _question(conn, actor, report_id, question_id)
         await _event(conn, report_id, now, actor, "answered", question=question_id, text=answer)
         asker_row = (
             await conn.execute(select(people).where(people.c.id == question.actor_id))
@@ -762,7 +781,6 @@ async def escalate_due(rt: Runtime) -> list[Report]:
                     buttons=card_buttons(rt, person.language(rt.settings.locale), report),
                     report=report,
                     count=count,
-                    show_reporter=False,
                 )
             escalated.append(report)
     return escalated

@@ -200,3 +200,33 @@ report_events = Table(
     Column("kind", String(16), nullable=False),
     Column("detail", JSON, nullable=False),
 )
+
+# All-clear reports (零报告): an informant says "nothing to report" for their class, once per
+# class and period. A report filed for the class within the period counts too, without a row here.
+allclears = Table(
+    "allclears",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    # "weekly-2026-09-04": the period's kind and the local date it closes on.
+    Column("period_key", String(32), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("unit_id", "period_key", name="uq_allclears_unit_period"),
+)
+
+# The all-clear cycle's steps, each at most once per period: the period was watched (the bot ran
+# during it), the silent were reminded, the command groups got the summary. The unique key is
+# what keeps a restart or a second timer from sending anything twice.
+allclear_rounds = Table(
+    "allclear_rounds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("period_key", String(32), nullable=False),
+    Column("step", String(16), nullable=False),
+    Column("opens_at", UTCDateTime, nullable=False),
+    Column("closes_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime, nullable=False),
+    Column("detail", JSON, nullable=False),
+    UniqueConstraint("period_key", "step", name="uq_allclear_rounds_period_step"),
+)
