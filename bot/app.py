@@ -3,6 +3,8 @@ sender and the schedules together. Nothing else constructs these."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults
@@ -15,6 +17,8 @@ from bot.services import org
 from bot.settings import Settings
 from bot.store import upgrade
 from handlers.context import RUNTIME, SENDER, BotContext
+
+MENUS = "safecampus.menus"
 
 
 def build_application(
@@ -46,9 +50,18 @@ def build_application(
         application.bot_data[SENDER] = sender
         await sender.start()
         await handlers.publish_command_menus(application.bot, runtime)
+        # One call per person: in the background, so a big school starts answering at once.
+        application.bot_data[MENUS] = asyncio.create_task(
+            handlers.publish_personal_menus(application.bot, runtime), name="personal-menus"
+        )
         await schedules.plan(application, runtime)
 
     async def post_shutdown(application: Application[Any, BotContext, Any, Any, Any, Any]) -> None:
+        menus: asyncio.Task[None] | None = application.bot_data.pop(MENUS, None)
+        if menus is not None:
+            menus.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await menus
         sender: OutboxSender | None = application.bot_data.pop(SENDER, None)
         if sender is not None:
             await sender.stop()

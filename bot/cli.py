@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.engine import make_url
+
 from bot.logs import configure_logging, log_event
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -36,15 +38,17 @@ def _run(settings: Settings) -> int:
 
     from bot.app import build_application
 
-    def no_traceback_for_a_bad_token(record: logging.LogRecord) -> bool:
-        # PTB logs a refused token with its traceback before raising; we say it in one line.
-        if record.exc_info and isinstance(record.exc_info[1], InvalidToken):
+    def no_traceback_for_a_setting(record: logging.LogRecord) -> bool:
+        # PTB logs a refused token or an unreachable server with a traceback before raising;
+        # that is a setting to fix, which we say in one line below.
+        if record.exc_info and isinstance(record.exc_info[1], InvalidToken | NetworkError):
             record.exc_info = None
         return True
 
-    logging.getLogger("telegram.ext").addFilter(no_traceback_for_a_bad_token)
+    logging.getLogger("telegram.ext").addFilter(no_traceback_for_a_setting)
     application = build_application(settings)
-    log_event(logger, "starting", database=settings.database_url, api=settings.api_base_url)
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    log_event(logger, "starting", database=database, api=settings.api_base_url)
     try:
         application.run_polling(allowed_updates=None, drop_pending_updates=False)
     except InvalidToken:
@@ -96,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level_number)
     from sqlalchemy.exc import SQLAlchemyError
 
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(
+            f"SAFECAMPUS_DATA_DIR: cannot create {settings.data_dir}: {exc.strerror}", EXIT_SETTINGS
+        )
     try:
         if args.command == "run":
             return _run(settings)

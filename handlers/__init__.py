@@ -10,6 +10,7 @@ from typing import Any
 from telegram.ext import Application
 
 from handlers import (
+    allclear,
     errors,
     fallback,
     groups,
@@ -21,9 +22,9 @@ from handlers import (
     reports,
     start,
 )
-from handlers.commands import publish_command_menus
+from handlers.commands import publish_command_menus, publish_personal_menus
 
-__all__ = ["publish_command_menus", "register"]
+__all__ = ["publish_command_menus", "publish_personal_menus", "register"]
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -32,6 +33,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         prompts,
         reports,
         report_actions,
+        allclear,
         start,
         help,
         people,

@@ -21,7 +21,7 @@ from telegram import (
     Update,
 )
 from telegram.error import TelegramError
-from telegram.ext import Application, CommandHandler
+from telegram.ext import Application, CommandHandler, filters
 
 from bot.errors import WrongChat
 from bot.logs import log_event
@@ -73,6 +73,7 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("myreports", frozenset({PRIVATE}), ENROLLED),
     CommandSpec("reports", frozenset({PRIVATE}), HANDLERS),
     CommandSpec("cancel", frozenset({PRIVATE}), ENROLLED),
+    CommandSpec("allclear", frozenset({PRIVATE}), frozenset({Role.INFORMANT})),
     CommandSpec("bind", frozenset({GROUP}), ADMINS),
     CommandSpec("unbind", frozenset({GROUP}), ADMINS),
 ]
@@ -97,7 +98,8 @@ def command(
             raise WrongChat(command=name, where=next(iter(spec.where)), bot=context.bot.username)
         await callback(update, context)
 
-    application.add_handler(CommandHandler(name, guarded))
+    # Only new messages: editing an old /invite must not make a second invitation.
+    application.add_handler(CommandHandler(name, guarded, filters=filters.UpdateType.MESSAGE))
 
 
 def _bot_commands(specs: list[CommandSpec], renderer: Renderer, locale: str) -> list[BotCommand]:
@@ -105,8 +107,8 @@ def _bot_commands(specs: list[CommandSpec], renderer: Renderer, locale: str) -> 
 
 
 async def publish_command_menus(bot: Bot, runtime: Runtime) -> None:
-    """Register the command menus with Telegram: for everyone in private chats and groups,
-    for group administrators, per language; and a personal menu for each enrolled person."""
+    """Register the command menus with Telegram: for everyone in private chats and groups and
+    for group administrators, per language."""
     renderer = runtime.renderer
     everyone_private = available(None, PRIVATE)
     everyone_group = available(None, GROUP)
@@ -121,6 +123,10 @@ async def publish_command_menus(bot: Bot, runtime: Runtime) -> None:
             await bot.set_my_commands(
                 _bot_commands(specs, renderer, locale), scope=scope, language_code=language
             )
+
+
+async def publish_personal_menus(bot: Bot, runtime: Runtime) -> None:
+    """Refresh every enrolled person's menu: one call each, so run it in the background."""
     for actor in await org.enrolled_people(runtime):
         await publish_personal_menu(bot, runtime, actor)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from telegram import CallbackQuery, Chat, Message, Update, User
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 
 from bot.errors import StaleButton
 from bot.outbox import Button, Recipient
@@ -91,3 +92,30 @@ def pressed(update: Update, prefix: str) -> tuple[CallbackQuery, str]:
     if query is None or query.data is None:
         raise StaleButton()
     return query, query.data.removeprefix(prefix)
+
+
+async def show(
+    update: Update,
+    context: BotContext,
+    template: str,
+    *,
+    buttons: list[list[Button]] | None = None,
+    **values: Any,
+) -> None:
+    """Answer a button press by updating the message it is on; otherwise send a new message.
+    A double tap (Telegram's "message is not modified") is not an error."""
+    query = update.callback_query
+    if query is None:
+        await reply(update, context, template, buttons=buttons, **values)
+        return
+    await query.answer()
+    try:
+        await query.edit_message_text(
+            text(update, context, template, **values),
+            parse_mode=ParseMode.HTML,
+            reply_markup=inline_keyboard(buttons or []),
+            disable_web_page_preview=True,
+        )
+    except BadRequest as exc:
+        if "not modified" not in exc.message.lower():
+            raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from telegram import Chat, ChatMember, Update
-from telegram.constants import ParseMode
 from telegram.ext import Application, ChatMemberHandler, MessageHandler, filters
 
 from bot.outbox import Recipient
@@ -28,15 +27,7 @@ async def membership_changed(update: Update, context: BotContext) -> None:
     was_in = change.old_chat_member.status in _PRESENT
     is_in = change.new_chat_member.status in _PRESENT
     if is_in and not was_in:
-        group = await org.group_joined(context.runtime, recipient_of(chat), chat.title or "")
-        # Said in the school's language: the group is not one person.
-        await context.bot.send_message(
-            chat.id,
-            context.runtime.renderer.render(
-                context.runtime.settings.locale, "groups/joined.j2", group=group
-            ),
-            parse_mode=ParseMode.HTML,
-        )
+        await org.group_joined(context.runtime, recipient_of(chat), chat.title or "")
     elif was_in and not is_in:
         await org.group_left(context.runtime, recipient_of(chat))
 

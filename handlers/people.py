@@ -9,11 +9,10 @@ from telegram.ext import Application, CallbackQueryHandler
 
 from bot.errors import BadArguments, StaleButton
 from bot.outbox import Button
-from bot.outbox.telegram import inline_keyboard
 from bot.render import LOCALES
 from bot.services import org
 from handlers.commands import command, publish_personal_menu
-from handlers.common import actor_of, button, pressed, reply, text
+from handlers.common import actor_of, button, pressed, reply, show
 from handlers.context import BotContext
 
 LANGUAGE = "lang:"
@@ -60,17 +59,14 @@ async def people(update: Update, context: BotContext) -> None:
 
 
 async def people_page(update: Update, context: BotContext) -> None:
-    query, data = pressed(update, PEOPLE_PAGE)
+    _, data = pressed(update, PEOPLE_PAGE)
     parts = data.split(":")
     if len(parts) != 2 or not all(part.isdigit() for part in parts):
         raise StaleButton()
     actor = await actor_of(update, context)
     page = await org.people_in(context.runtime, actor, unit_id=int(parts[0]), page=int(parts[1]))
-    await query.answer()
-    await query.edit_message_text(
-        text(update, context, "people/list.j2", page=page),
-        parse_mode="HTML",
-        reply_markup=inline_keyboard(_people_buttons(update, context, page)),
+    await show(
+        update, context, "people/list.j2", page=page, buttons=_people_buttons(update, context, page)
     )
 
 
@@ -96,13 +92,12 @@ async def language(update: Update, context: BotContext) -> None:
 
 
 async def language_chosen(update: Update, context: BotContext) -> None:
-    query, locale = pressed(update, LANGUAGE)
+    _, locale = pressed(update, LANGUAGE)
     if locale not in LOCALES:
         raise StaleButton()
     actor = await actor_of(update, context)
     context.actor = await org.set_locale(context.runtime, actor, locale)
-    await query.answer()
-    await query.edit_message_text(text(update, context, "people/language_set.j2"))
+    await show(update, context, "people/language_set.j2")
     await publish_personal_menu(context.bot, context.runtime, context.actor)
 
 

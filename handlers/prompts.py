@@ -75,5 +75,8 @@ async def _answered(update: Update, context: BotContext) -> None:
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     application.add_handler(
-        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT, _answered), group=PROMPT_GROUP
+        MessageHandler(
+            filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE & filters.TEXT, _answered
+        ),
+        group=PROMPT_GROUP,
     )

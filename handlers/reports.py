@@ -6,7 +6,6 @@ import warnings
 from typing import Any
 
 from telegram import Message, Update
-from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -21,11 +20,10 @@ from telegram.warnings import PTBUserWarning
 
 from bot.errors import StaleButton
 from bot.outbox import Button
-from bot.outbox.telegram import inline_keyboard
 from bot.services import reports
 from bot.services.reports import Category, Draft, PhotoIn, Severity
 from handlers.commands import command
-from handlers.common import actor_of, button, pressed, reply, text
+from handlers.common import actor_of, button, pressed, reply, show, text
 from handlers.context import BotContext
 from handlers.report_actions import detail_buttons
 
@@ -35,7 +33,7 @@ CATEGORY, SEVERITY, DESCRIPTION, PHOTOS, ANONYMOUS, CONFIRM = range(6)
 TIMEOUT_SECONDS = 15 * 60
 # The Bot API refuses to hand out files over 20 MB; such photos are recorded by file_id only.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
-PRIVATE = filters.ChatType.PRIVATE
+PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 
 
 def _draft(context: BotContext) -> Draft:
@@ -59,14 +57,7 @@ async def _show(
     update: Update, context: BotContext, template: str, buttons: list[list[Button]]
 ) -> None:
     """Show a step: edit the message whose button was pressed, or send a new one."""
-    body = text(update, context, template, draft=_draft(context))
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await update.callback_query.edit_message_text(
-            body, parse_mode=ParseMode.HTML, reply_markup=inline_keyboard(buttons)
-        )
-    else:
-        await reply(update, context, template, buttons=buttons, draft=_draft(context))
+    await show(update, context, template, buttons=buttons, draft=_draft(context))
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -367,16 +358,9 @@ async def list_reports(update: Update, context: BotContext, *, mine: bool, page:
         row.append(
             button(update, context, "reports/buttons/next.j2", f"{prefix}{found.number + 1}")
         )
-    body = text(update, context, "reports/list.j2", page=found, mine=mine)
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await update.callback_query.edit_message_text(
-            body, parse_mode=ParseMode.HTML, reply_markup=inline_keyboard([row] if row else [])
-        )
-    else:
-        await reply(
-            update, context, "reports/list.j2", page=found, mine=mine, buttons=[row] if row else []
-        )
+    await show(
+        update, context, "reports/list.j2", page=found, mine=mine, buttons=[row] if row else []
+    )
 
 
 async def open_reports(update: Update, context: BotContext) -> None:

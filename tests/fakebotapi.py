@@ -476,6 +476,11 @@ class FakeUser:
         ``send_location``); delivers an ``edited_message`` update."""
         return self._server._user_moves(self, message, latitude, longitude, horizontal_accuracy)
 
+    async def edit(self, message: Call | JSON, text: str) -> JSON:
+        """Edit a text message this user sent earlier (the update or message dict returned by
+        ``send``); delivers an ``edited_message`` update, as Telegram does."""
+        return self._server._user_edits(self, message, text)
+
     async def click(self, message: Call | JSON, data: str) -> JSON:
         """Press an inline button with callback ``data`` on a message the bot sent (the Call from
         ``next_message`` or a message dict). The button's existence is not checked."""
@@ -1410,6 +1415,22 @@ class FakeBotAPI:
         stored["location"].update({"latitude": latitude, "longitude": longitude})
         if horizontal_accuracy is not None:
             stored["location"]["horizontal_accuracy"] = horizontal_accuracy
+        stored["edit_date"] = self.now()
+        chat = self.chat(key[0])
+        return self._push("edited_message", stored, deliver=self._delivered(chat, stored))
+
+    def _user_edits(self, user: FakeUser, message: Call | JSON, text: str) -> JSON:
+        original = _message_of(message)
+        key = (original["chat"]["id"], original["message_id"])
+        stored = self._messages.get(key)
+        if stored is None or "text" not in stored or stored["from"]["id"] != user.id:
+            raise ValueError("not a text message sent by this user")
+        stored["text"] = text
+        entities = _detect_entities(text)
+        if entities:
+            stored["entities"] = entities
+        else:
+            stored.pop("entities", None)
         stored["edit_date"] = self.now()
         chat = self.chat(key[0])
         return self._push("edited_message", stored, deliver=self._delivered(chat, stored))

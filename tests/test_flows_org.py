@@ -15,7 +15,7 @@ from telegram.ext import Application, CommandHandler
 
 from bot.app import runtime_of
 from bot.outbox import Recipient
-from bot.services import org
+from bot.services import invitations, org
 from bot.services.models import Purpose, Role
 from tests.fakebotapi import Call, FakeBotAPI, FakeUser
 from tests.harness import bot_settings, running_bot
@@ -309,3 +309,41 @@ async def _eventually_group(rt: Any, chat_id: int) -> Any:
             return status
         await asyncio.sleep(0.02)
     raise AssertionError(f"group {chat_id} never appeared")
+
+
+async def test_editing_an_old_command_does_not_run_it_again(
+    app: AnyApp, fake_telegram: FakeBotAPI, boss: FakeUser
+) -> None:
+    sent = await boss.send("/invite guard 30 14")
+    await fake_telegram.next_message(boss.id)
+    await boss.edit(sent, "/invite guard 30 15")
+    await fake_telegram.no_message(boss.id, within=0.5)
+    rt = runtime_of(app)
+    actor = await org.identify(rt, _profile(boss), private=True)
+    assert len(await invitations.open_invitations(rt, actor)) == 1
+
+
+async def test_a_scoped_admin_learns_nothing_outside_their_unit(
+    app: AnyApp, fake_telegram: FakeBotAPI, boss: FakeUser
+) -> None:
+    await say(fake_telegram, boss, "/start")
+    _, dean_link = await invite(fake_telegram, boss, "admin 信息学院")
+    _, other_link = await invite(fake_telegram, boss, "informant 外语学院/英语2201")
+    dean = fake_telegram.user(160, "信息学院院长", username="dean")
+    student = fake_telegram.user(161, "外语学生", username="waiyu")
+    await say(fake_telegram, dean, f"/start {dean_link}")
+    await say(fake_telegram, student, f"/start {other_link}")
+    refusal = (await say(fake_telegram, dean, "/revoke @waiyu informant")).visible_text or ""
+    assert "外语学生" not in refusal
+    assert "@waiyu" in refusal  # only what the dean typed
+    rt = runtime_of(app)
+    async with rt.db.read() as conn:
+        other = await org.find_unit(conn, "外语学院/英语2201", rt.now())
+    menu = await say(fake_telegram, dean, "/language")
+    await dean.click(menu, f"people:{other.id}:0")
+    answer = await fake_telegram.wait_for(
+        lambda call: call.method == "answerCallbackQuery" and "权限" in str(call.params.get("text"))
+    )
+    assert "外语学院" not in str(answer.params.get("text"))
+    still = await org.identify(rt, _profile(student), private=True)
+    assert still.enrolled

@@ -153,3 +153,20 @@ async def test_only_admins_invite_and_only_within_their_scope(rt: Runtime, boss:
         await invitations.create_invitation(rt, boss, InviteRequest(role="janitor"))
     with pytest.raises(BadArguments):
         await invitations.create_invitation(rt, boss, InviteRequest(role="guard", uses=0))
+
+
+async def test_a_revoked_admins_links_stop_working(rt: Runtime, boss: Actor) -> None:
+    dean_link = await invitations.create_invitation(
+        rt, boss, InviteRequest(role="admin", unit_path="信息学院")
+    )
+    dean = (
+        await invitations.accept_invitation(rt, profile(13, "院长", "dean"), dean_link.token)
+    ).actor
+    backdoor = await invitations.create_invitation(
+        rt, dean, InviteRequest(role="admin", unit_path="信息学院", uses=100, days=90)
+    )
+    await org.revoke_role(rt, boss, "@dean", "admin", None)
+    with pytest.raises(invitations.InvitationRevoked):
+        await invitations.accept_invitation(rt, profile(13, "院长", "dean"), backdoor.token)
+    with pytest.raises(invitations.InvitationRevoked):
+        await invitations.accept_invitation(rt, profile(14, "同伙"), backdoor.token)

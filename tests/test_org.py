@@ -161,7 +161,11 @@ async def test_group_migration_keeps_binding_and_pending_messages(rt: Runtime) -
     assert moved.purpose is Purpose.COMMAND
     assert await org.group_status(rt, old) is None
     async with rt.db.read() as conn:
-        addresses = (await conn.execute(select(outbox.c.address))).scalars().all()
+        addresses = (
+            (await conn.execute(select(outbox.c.address).where(outbox.c.topic == "t")))
+            .scalars()
+            .all()
+        )
     assert addresses == ["-10070"]
 
 

@@ -17,7 +17,7 @@ from bot.runtime import Runtime
 from bot.services import org
 from bot.services.models import Actor, Grant, Profile, Role, Unit
 from bot.services.notify import notify_person
-from bot.store.tables import invitations, people
+from bot.store.tables import invitations
 
 DEFAULT_USES = 1
 DEFAULT_DAYS = 7
@@ -226,6 +226,10 @@ async def accept_invitation(rt: Runtime, profile: Profile, token: str) -> Enrolm
                 InvitationState.EXPIRED: InvitationExpired,
             }[state]
             raise error(expires_at=invitation.expires_at)
+        inviter = await org.actor_by_person_id(conn, rt, row.created_by)
+        if not inviter.has_role(Role.ADMIN, invitation.unit):
+            # A revoked admin's links die with the admin's rights.
+            raise InvitationRevoked(expires_at=invitation.expires_at)
         person = await org.upsert_person(conn, profile, now, started=True)
         granted = await org.grant_role(
             conn,
@@ -237,11 +241,18 @@ async def accept_invitation(rt: Runtime, profile: Profile, token: str) -> Enrolm
             invitation_id=invitation.id,
         )
         if granted:
-            await conn.execute(
+            # Conditional, so that two people racing for the last use cannot both get it.
+            used = await conn.execute(
                 update(invitations)
-                .where(invitations.c.id == invitation.id)
+                .where(
+                    invitations.c.id == invitation.id,
+                    invitations.c.uses < invitations.c.max_uses,
+                    invitations.c.revoked_at.is_(None),
+                )
                 .values(uses=invitations.c.uses + 1)
             )
+            if used.rowcount != 1:
+                raise InvitationUsedUp(expires_at=invitation.expires_at)
             await org.record(
                 conn,
                 now,
@@ -252,13 +263,10 @@ async def accept_invitation(rt: Runtime, profile: Profile, token: str) -> Enrolm
                 role=invitation.role,
                 unit=invitation.unit.path,
             )
-            inviter = org.person_from_row(
-                (await conn.execute(select(people).where(people.c.id == row.created_by))).one()
-            )
             await notify_person(
                 conn,
                 rt,
-                inviter,
+                inviter.person,
                 "invitations/joined_notice.j2",
                 topic="invitations.joined",
                 person=person,

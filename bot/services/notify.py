@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.outbox import Button, OutgoingMessage, Recipient, enqueue
+from bot.outbox import Button, OutgoingMessage, enqueue
 from bot.runtime import Runtime
 from bot.services.models import Group, Person
 
@@ -32,7 +32,7 @@ async def notify_person(
 async def notify_group(
     conn: AsyncConnection,
     rt: Runtime,
-    group: Group,
+    to: Group,
     template: str,
     *,
     topic: str,
@@ -40,9 +40,9 @@ async def notify_group(
     photo: str | None = None,
     **context: Any,
 ) -> int:
-    """Queue ``template`` for a group chat in the school's default language."""
+    """Queue ``template`` for group ``to`` in the school's default language."""
     text = rt.renderer.render(rt.settings.locale, template, **context)
     message = OutgoingMessage(text=text, buttons=buttons or [], photo=photo)
     return await enqueue(
-        conn, Recipient(group.channel, group.address), message, topic=topic, now=rt.now()
+        conn, to.recipient, message, topic=topic, now=rt.now()
     )

@@ -10,7 +10,9 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from bot.errors import (
     BadArguments,
@@ -35,7 +37,7 @@ from bot.services.models import (
     Unit,
     UnitKind,
 )
-from bot.services.notify import notify_person
+from bot.services.notify import notify_group, notify_person
 from bot.store.tables import audit_log, groups, people, roles, units
 
 MAX_UNIT_DEPTH = 6
@@ -235,6 +237,17 @@ async def ensure_unit(
 # --- people --------------------------------------------------------------------------------
 
 
+async def _inserted(conn: AsyncConnection, statement: Insert) -> bool:
+    """Run an INSERT that a concurrent writer may have beaten us to (a unique key): False if
+    the row already exists. SQLite serialises writers anyway; PostgreSQL does not."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(statement)
+    except IntegrityError:
+        return False
+    return True
+
+
 def person_from_row(row: Row[Any]) -> Person:
     return Person(
         id=row.id,
@@ -277,21 +290,32 @@ async def upsert_person(
     row = (
         await conn.execute(select(people).where(people.c.telegram_id == profile.telegram_id))
     ).first()
-    if row is None:
+    if row is None and await _inserted(
+        conn,
+        insert(people).values(
+            telegram_id=profile.telegram_id,
+            username=profile.username,
+            full_name=profile.full_name,
+            language_code=profile.language_code,
+            started_at=now if started else None,
+            created_at=now,
+            updated_at=now,
+        ),
+    ):
         person_id = (
             await conn.execute(
-                insert(people).values(
-                    telegram_id=profile.telegram_id,
-                    username=profile.username,
-                    full_name=profile.full_name,
-                    language_code=profile.language_code,
-                    started_at=now if started else None,
-                    created_at=now,
-                    updated_at=now,
-                )
+                select(people.c.id).where(people.c.telegram_id == profile.telegram_id)
             )
-        ).inserted_primary_key[0]
+        ).scalar_one()
     else:
+        row = (
+            row
+            or (
+                await conn.execute(
+                    select(people).where(people.c.telegram_id == profile.telegram_id)
+                )
+            ).one()
+        )
         person_id = row.id
         changes: dict[str, Any] = {}
         for field in ("username", "full_name", "language_code"):
@@ -364,7 +388,8 @@ async def grant_role(
     ).first()
     if held is not None:
         return False
-    await conn.execute(
+    return await _inserted(
+        conn,
         insert(roles).values(
             person_id=person.id,
             role=role,
@@ -372,9 +397,8 @@ async def grant_role(
             granted_at=rt.now(),
             granted_by=granted_by,
             invitation_id=invitation_id,
-        )
+        ),
     )
-    return True
 
 
 async def set_locale(rt: Runtime, actor: Actor, locale: str) -> Actor:
@@ -399,7 +423,10 @@ async def find_person(conn: AsyncConnection, reference: str) -> Person:
         condition = func.lower(people.c.username) == text[1:].lower()
     else:
         raise UnknownPerson(reference=reference)
-    row = (await conn.execute(select(people).where(condition))).first()
+    # Usernames change hands: the person seen most recently with it is the one meant.
+    row = (
+        await conn.execute(select(people).where(condition).order_by(people.c.updated_at.desc()))
+    ).first()
     if row is None:
         raise UnknownPerson(reference=reference)
     return person_from_row(row)
@@ -411,9 +438,13 @@ async def people_in(
     """People holding roles in a unit (by path or id) and below it, for admins of that unit.
 
     Without either: the actor's own scope (the whole school for superadmins)."""
+    if not actor.has_role(Role.ADMIN):
+        raise NotAllowed(needed=Role.ADMIN, unit="")
     async with rt.db.read() as conn:
         if unit_id is not None:
             unit = await unit_by_id(conn, unit_id)
+            if not actor.has_role(Role.ADMIN, unit):
+                raise NotAllowed(needed=Role.ADMIN, unit="")  # a forged id learns nothing
         elif path:
             unit = await find_unit(conn, path, rt.now())
         elif actor.superadmin or not actor.admin_scopes():
@@ -479,7 +510,8 @@ async def revoke_role(
             unit = await find_unit(conn, path, rt.now())
             held = [grant for grant in held if grant.unit.id == unit.id]
         if not held:
-            raise RoleNotHeld(person=person, role=role, path=path or "")
+            # Named by what the admin typed: whether that person exists elsewhere is not theirs.
+            raise RoleNotHeld(reference=reference, role=role, path=path or "")
         if len(held) > 1:
             raise AmbiguousRole(person=person, role=role, paths=[g.unit.path for g in held])
         grant = held[0]
@@ -610,10 +642,12 @@ async def _ensure_group(
 
 
 async def group_joined(rt: Runtime, recipient: Recipient, title: str) -> Group:
-    """The bot was added to a group: remember it (its binding, if any, is kept)."""
+    """The bot was added to a group: remember it (its binding, if any, is kept) and greet it,
+    saying what it is bound to or how to bind it."""
     async with rt.db.transaction() as conn:
         group = await _ensure_group(conn, recipient, title, rt.now())
         await record(conn, rt.now(), None, "group_joined", f"group:{group.id}", title=title)
+        await notify_group(conn, rt, group, "groups/joined.j2", topic="groups.joined", group=group)
         return group
 
 
