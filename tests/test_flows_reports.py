@@ -229,6 +229,9 @@ async def test_quick_report_cancel_and_wrong_chat(
     informant: FakeUser = school["informant"]
     filed = await say(fake_telegram, informant, "/report 食堂门口地面湿滑")
     assert "R-0001" in (filed.visible_text or "")
+    await informant.send_photo(PNG, caption="/report 围墙有缺口")
+    with_photo = await fake_telegram.next_message(informant.id)
+    assert "R-0002" in (with_photo.visible_text or "")
     started = await say(fake_telegram, informant, "/report")
     assert "第 1 步" in (started.visible_text or "")
     assert "取消" in ((await say(fake_telegram, informant, "/cancel")).visible_text or "")
@@ -242,7 +245,13 @@ async def test_quick_report_cancel_and_wrong_chat(
     stranger = fake_telegram.user(999, "路人")
     assert "没有加入" in ((await say(fake_telegram, stranger, "/report")).visible_text or "")
     rt = runtime_of(app)
-    assert (await reports.my_reports(rt, await _actor(rt, informant))).total == 1
+    mine = await reports.my_reports(rt, await _actor(rt, informant))
+    assert mine.total == 2
+    photographed = mine.reports[0]
+    assert photographed.description == "围墙有缺口"
+    assert len(photographed.photos) == 1
+    stored = rt.settings.data_dir / (photographed.photos[0].path or "")
+    assert stored.read_bytes() == PNG  # downloaded, kept by content hash
 
 
 async def _actor(rt: Any, user: FakeUser) -> Any:
