@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
 from telegram import Message, Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -34,6 +35,7 @@ TIMEOUT_SECONDS = 15 * 60
 # The Bot API refuses to hand out files over 20 MB; such photos are recorded by file_id only.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+REFERENCE = re.compile(r"[Rr]-?\d{1,9}")
 
 
 def _draft(context: BotContext) -> Draft:
@@ -143,7 +145,7 @@ async def begin(update: Update, context: BotContext) -> int:
     """/report: with a reference, show that report; with text, file it at once; else guide."""
     actor = await actor_of(update, context)
     args = context.args or []
-    if len(args) == 1 and args[0].upper().startswith("R") and args[0][-1].isdigit():
+    if len(args) == 1 and REFERENCE.fullmatch(args[0]):
         await show_report(update, context, reports.parse_reference(args[0]))
         return ConversationHandler.END
     if args:
@@ -220,8 +222,16 @@ async def _received_photo(update: Update, context: BotContext, message: Message)
             size=size,
             note=text(update, context, "reports/flow/too_big_photo.j2"),
         )
-    file = await context.bot.get_file(largest.file_id)
-    data = bytes(await file.download_as_bytearray())
+    try:
+        file = await context.bot.get_file(largest.file_id)
+        data = bytes(await file.download_as_bytearray())
+    except BadRequest:  # "file is too big" when Telegram did not tell the size beforehand
+        return PhotoIn(
+            file_id=largest.file_id,
+            file_unique_id=largest.file_unique_id,
+            size=size,
+            note=text(update, context, "reports/flow/too_big_photo.j2"),
+        )
     path = reports.store_photo(context.runtime.settings.data_dir, data)
     return PhotoIn(
         file_id=largest.file_id, file_unique_id=largest.file_unique_id, size=len(data), path=path

@@ -254,3 +254,18 @@ async def test_urgent_reports_escalate_on_time_repeat_and_stop_when_acknowledged
     assert len(await messages(rt, "reports.escalated")) == 2 * len(first)
     clock.advance(days=1)
     assert [r.id for r in await escalation.run(rt)] == [routine.id]
+
+
+async def test_open_reports_list_most_severe_then_newest_within_scope(
+    rt: Runtime, school: dict[str, Actor]
+) -> None:
+    informant = school["informant"]
+    for severity in (Severity.ROUTINE, Severity.URGENT, Severity.SERIOUS, Severity.URGENT):
+        await reports.file_report(
+            rt, informant, Draft(severity=severity, description=str(severity))
+        )
+    page = await reports.open_reports(rt, school["officer"])
+    assert [r.id for r in page.reports] == [4, 2, 3, 1]
+    assert (await reports.open_reports(rt, school["other_officer"])).total == 0
+    with pytest.raises(NotAllowed):
+        await reports.open_reports(rt, informant)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -714,7 +714,7 @@ async def open_reports(rt: Runtime, actor: Actor, page: int = 0) -> ReportPage:
     if actor.superadmin:
         in_scope = units.c.id_path.startswith("/")
     condition = and_(reports.c.status.in_([State.OPEN, State.ACKNOWLEDGED]), in_scope)
-    severity_rank = func.instr("routineseriousmajorurgent", reports.c.severity)
+    severity_rank = case({s.value: s.rank for s in Severity}, value=reports.c.severity)
     return await _page(rt, condition, [severity_rank.desc(), reports.c.id.desc()], page)
 
 
