@@ -17,12 +17,14 @@ from handlers.errors import ALERT_LIMIT
 
 
 async def send_allclear(update: Update, context: BotContext) -> None:
+    """/allclear: record "nothing to report" for the informant's class(es) this period."""
     actor = await actor_of(update, context)
     receipt = await allclear.send_allclear(context.runtime, actor)
     await reply(update, context, "allclear/receipt.j2", receipt=receipt)
 
 
 async def allclear_pressed(update: Update, context: BotContext) -> None:
+    """The reminder's button; its data names a class and period, both checked by the service."""
     query, data = pressed(update, allclear.BUTTON)
     unit_id, _, key = data.partition(":")
     if not unit_id.isdigit():

@@ -7,7 +7,7 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.runtime import Runtime
-from schedules import outbox_housekeeping
+from schedules import allclear, escalation, outbox_housekeeping
 
 
 async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: Runtime) -> None:
@@ -15,3 +15,5 @@ async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: 
     job_queue = application.job_queue
     assert job_queue is not None, "install python-telegram-bot[job-queue]"
     outbox_housekeeping.plan(job_queue, runtime)
+    allclear.plan(job_queue, runtime)
+    escalation.plan(job_queue, runtime)

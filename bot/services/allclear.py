@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, insert, or_, select, union
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.errors import DomainError, StaleButton
@@ -185,7 +185,7 @@ class Progress(BaseModel):
 # --- reading the board -----------------------------------------------------------------------
 
 
-def _held_at(moment: Any) -> Any:
+def _held_at(moment: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     """An informant role in force at ``moment`` (a datetime or a column)."""
     return and_(
         roles.c.role == Role.INFORMANT,

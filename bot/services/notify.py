@@ -43,6 +43,4 @@ async def notify_group(
     """Queue ``template`` for group ``to`` in the school's default language."""
     text = rt.renderer.render(rt.settings.locale, template, **context)
     message = OutgoingMessage(text=text, buttons=buttons or [], photo=photo)
-    return await enqueue(
-        conn, to.recipient, message, topic=topic, now=rt.now()
-    )
+    return await enqueue(conn, to.recipient, message, topic=topic, now=rt.now())
