@@ -47,6 +47,11 @@ def test_run_without_a_token_names_the_setting_and_exits_2(tmp_path: Path) -> No
         ("database_url", "not a url"),
         ("database_url", "sqlite:///data/x.db"),
         ("api_base_url", "api.telegram.org/bot"),
+        ("ack_deadlines", "urgent=5m"),
+        ("ack_deadlines", "urgent=soon,major=30m,serious=4h,routine=24h"),
+        ("escalation_interval", "0m"),
+        ("reports_per_minute", "0"),
+        ("data_dir", "/proc/forbidden"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, setting: str, value: str) -> None:

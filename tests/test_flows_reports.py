@@ -268,3 +268,31 @@ async def _actor(rt: Any, user: FakeUser) -> Any:
         ),
         private=True,
     )
+
+
+async def test_an_abandoned_report_times_out_politely_and_big_photos_are_kept_by_id(
+    tmp_path: Path, fake_telegram: FakeBotAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import handlers.reports as flow
+
+    # Our own knobs, turned down so the test does not wait 15 minutes or send 20 MB.
+    monkeypatch.setattr(flow, "TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(flow, "DOWNLOAD_LIMIT", 10)
+    async with running_bot(bot_settings(tmp_path / "b", fake_telegram)) as application:
+        boss = fake_telegram.user(SUPERADMIN_ID, "处长", username="boss")
+        await say(fake_telegram, boss, "/start")
+        started = await say(fake_telegram, boss, "/report")
+        assert "第 1 步" in (started.visible_text or "")
+        timeout = await fake_telegram.next_message(boss.id, timeout=5)
+        assert "超时" in (timeout.visible_text or "")
+
+        await boss.send_photo(PNG, caption="/report 配电箱门坏了")
+        filed = await fake_telegram.next_message(boss.id)
+        assert "R-0001" in (filed.visible_text or "")
+        rt = runtime_of(application)
+        report = (await reports.my_reports(rt, await _actor(rt, boss))).reports[0]
+        (photo,) = report.photos
+        assert photo.path is None
+        assert photo.file_id
+        assert photo.note
+        assert not any(c.method == "getFile" for c in fake_telegram.calls)
