@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.runtime import Runtime, build_runtime
-from bot.services.models import Profile
+from bot.services import invitations
+from bot.services.models import Actor, Profile
 from bot.settings import Settings
 from bot.store import upgrade
 
@@ -50,3 +51,13 @@ def profile(
     telegram_id: int, name: str, username: str | None = None, lang: str = "zh-hans"
 ) -> Profile:
     return Profile(telegram_id=telegram_id, username=username, full_name=name, language_code=lang)
+
+
+async def enrol(rt: Runtime, by: Actor, telegram_id: int, role: str, path: str = "") -> Actor:
+    """Invite and enrol ``user<telegram_id>`` (@u<telegram_id>) as ``role`` over ``path``."""
+    request = invitations.InviteRequest(role=role, unit_path=path)
+    invitation = await invitations.create_invitation(rt, by, request)
+    joined = await invitations.accept_invitation(
+        rt, profile(telegram_id, f"user{telegram_id}", f"u{telegram_id}"), invitation.token
+    )
+    return joined.actor

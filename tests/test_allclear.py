@@ -4,7 +4,6 @@ recording, reminders to the silent only, the summary's counts, and exactly-once 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -42,13 +41,6 @@ def local(moment: datetime) -> datetime:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(TUESDAY.astimezone(UTC))
-
-
-@pytest.fixture
-async def rt(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path), clock)
-    yield runtime
-    await runtime.db.close()
 
 
 @dataclass

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -15,19 +12,7 @@ from bot.services.invitations import InviteRequest, parse_invite_args
 from bot.services.models import Actor, Role
 from bot.store.tables import invitations as invitations_table
 from bot.store.tables import outbox, roles
-from tests.support import SUPERADMIN_ID, FakeClock, make_settings, open_runtime, profile
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def rt(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path), clock)
-    yield runtime
-    await runtime.db.close()
+from tests.support import SUPERADMIN_ID, FakeClock, profile
 
 
 @pytest.fixture

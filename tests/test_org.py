@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from bot.errors import BadUnitPath, NotAllowed, UnknownPerson, UnknownUnit
 from bot.outbox import OutgoingMessage, Recipient, enqueue
 from bot.runtime import Runtime
-from bot.services import invitations, org
+from bot.services import org
 from bot.services.models import Actor, Purpose, Role, UnitKind
 from bot.store.tables import audit_log, outbox
-from tests.support import SUPERADMIN_ID, FakeClock, make_settings, open_runtime, profile
-
-
-@pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path), FakeClock())
-    yield runtime
-    await runtime.db.close()
+from tests.support import SUPERADMIN_ID, enrol, profile
 
 
 async def superadmin(rt: Runtime) -> Actor:
     return await org.identify(rt, profile(SUPERADMIN_ID, "校长", "boss"), private=True)
-
-
-async def enrol(rt: Runtime, by: Actor, telegram_id: int, role: str, path: str = "") -> Actor:
-    request = invitations.InviteRequest(role=role, unit_path=path)
-    invitation = await invitations.create_invitation(rt, by, request)
-    joined = await invitations.accept_invitation(
-        rt, profile(telegram_id, f"user{telegram_id}", f"u{telegram_id}"), invitation.token
-    )
-    return joined.actor
 
 
 async def test_superadmin_is_recognised_from_settings_without_any_stored_role(rt: Runtime) -> None:

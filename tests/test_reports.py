@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,38 +11,15 @@ from sqlalchemy import select
 from bot.errors import NotAllowed
 from bot.outbox import Recipient
 from bot.runtime import Runtime
-from bot.services import invitations, org, reports
+from bot.services import org, reports
 from bot.services.models import Actor
 from bot.services.reports import Category, Draft, Severity, State
 from bot.store.tables import outbox
 from schedules import escalation
-from tests.support import SUPERADMIN_ID, FakeClock, make_settings, open_runtime, profile
+from tests.support import SUPERADMIN_ID, FakeClock, enrol, make_settings, open_runtime, profile
 
 COMMAND_GROUP = Recipient("telegram", "-100")
 CLASS_GROUP = Recipient("telegram", "-200")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def rt(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path), clock)
-    yield runtime
-    await runtime.db.close()
-
-
-async def enrol(rt: Runtime, boss: Actor, telegram_id: int, role: str, path: str = "") -> Actor:
-    link = await invitations.create_invitation(
-        rt, boss, invitations.InviteRequest(role=role, unit_path=path)
-    )
-    return (
-        await invitations.accept_invitation(
-            rt, profile(telegram_id, f"user{telegram_id}", f"u{telegram_id}"), link.token
-        )
-    ).actor
 
 
 @pytest.fixture
