@@ -270,7 +270,7 @@ async def test_retry_after_pauses_the_chat_for_that_long(
     await eventually(lambda: len(transport.delivered("1")) == 2)
     first_try, retry, second = transport.attempts("1")
     assert (retry.text, second.text) == ("a1", "a2")
-    assert 0.4 <= retry.at - first_try.at < 0.7
+    assert 0.4 <= retry.at - first_try.at < 1.5  # generous: CI machines stall
     assert (await rows(db))["a1"].attempts == 2
 
 
@@ -328,10 +328,10 @@ async def test_private_chat_pacing(db: Database, senders: list[OutboxSender]) ->
 
     times = [s.at for s in transport.sends]
     assert len(times) == 8
-    assert times[4] - times[0] < 0.3  # a burst of five is allowed...
+    assert times[4] - times[0] < 0.6  # a burst of five is allowed (paced, it takes 0.8 s)...
     for earlier, later in zip(times, times[5:], strict=False):
         assert later - earlier >= 1.0  # ...but never six within a second
-    assert times[5] - times[0] < 1.3  # and the sixth goes as soon as the window allows
+    assert times[5] - times[0] < 1.6  # and the sixth goes as soon as the window allows
 
 
 async def test_global_pacing(db: Database, senders: list[OutboxSender]) -> None:
@@ -343,9 +343,9 @@ async def test_global_pacing(db: Database, senders: list[OutboxSender]) -> None:
 
     times = sorted(s.at for s in transport.sends)
     assert len(times) == 13
-    assert times[9] - times[0] < 0.3
+    assert times[9] - times[0] < 0.6  # paced one by one it would take 0.9 s
     assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[10:], strict=False))
-    assert times[10] - times[0] < 1.3
+    assert times[10] - times[0] < 1.6
 
 
 async def test_group_pacing_holds_back_a_deep_queue_without_rescanning_it(
@@ -404,4 +404,4 @@ async def test_commit_wakes_the_sender(db: Database, senders: list[OutboxSender]
     await queue(db, "1", "prompt")
     await eventually(lambda: transport.delivered() == ["prompt"], within=2.0)
 
-    assert transport.sends[0].at - committed < 0.2  # not the 10 s idle poll
+    assert transport.sends[0].at - committed < 0.5  # not the 10 s idle poll
