@@ -209,18 +209,26 @@ async def ensure_unit(
     deepest, missing = await _walk(conn, parse_unit_path(path), now)
     actor.require_admin(deepest)
     for name in missing:
+        created = await _inserted(
+            conn,
+            insert(units).values(
+                parent_id=deepest.id, name=name, kind=UnitKind.UNIT, id_path="", created_at=now
+            ),
+        )
         new_id = (
             await conn.execute(
-                insert(units).values(
-                    parent_id=deepest.id, name=name, kind=UnitKind.UNIT, id_path="", created_at=now
-                )
+                select(units.c.id).where(units.c.parent_id == deepest.id, units.c.name == name)
             )
-        ).inserted_primary_key[0]
-        await conn.execute(
-            update(units).where(units.c.id == new_id).values(id_path=f"{deepest.id_path}{new_id}/")
-        )
+        ).scalar_one()
+        if created:
+            await conn.execute(
+                update(units)
+                .where(units.c.id == new_id)
+                .values(id_path=f"{deepest.id_path}{new_id}/")
+            )
         deepest = await unit_by_id(conn, new_id)
-        await record(conn, now, actor, "unit_created", f"unit:{new_id}", path=deepest.path)
+        if created:
+            await record(conn, now, actor, "unit_created", f"unit:{new_id}", path=deepest.path)
     if kind is not None and deepest.kind is UnitKind.UNIT:
         await conn.execute(update(units).where(units.c.id == deepest.id).values(kind=kind))
         if kind is UnitKind.CLASS and deepest.parent_id is not None:
