@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -76,6 +77,73 @@ def _db_upgrade(settings: Settings) -> int:
     return 0
 
 
+def _duty_import(settings: Settings, path: Path) -> int:
+    import html
+
+    from bot.errors import DomainError
+    from bot.runtime import build_runtime
+    from bot.services import duty
+    from bot.store import upgrade
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
+    runtime = build_runtime(settings)
+
+    async def go() -> duty.ImportSummary:
+        try:
+            await upgrade(runtime.db)
+            return await duty.import_roster(runtime, None, data, path.name, source="cli")
+        finally:
+            await runtime.db.close()
+
+    try:
+        summary = asyncio.run(go())
+    except duty.RosterRejected as exc:
+        # The same line-by-line words an admin gets in Telegram, as plain text.
+        rows = runtime.renderer.render("en", "duty/row_errors.j2", **exc.context)
+        count = len(exc.context["errors"])
+        print(
+            f"safecampus: {path}: not imported, nothing stored; {count} problem(s):",
+            file=sys.stderr,
+        )
+        print(html.unescape(rows), file=sys.stderr)
+        return EXIT_FAILURE
+    except DomainError as exc:
+        message = runtime.renderer.render("en", exc.template, **exc.context)
+        return _fail(f"{path}: {html.unescape(message)}", EXIT_FAILURE)
+    print(
+        f"imported {summary.rows} assignments for {summary.people} people, "
+        f"{summary.first_date} to {summary.last_date} ({summary.days} days); "
+        f"replaced {summary.replaced} earlier assignments for these dates"
+    )
+    for person in summary.unreachable:
+        # Not an error: the roster stands, but the bot cannot write to them first.
+        print(f"warning: {person.full_name} has never opened the bot: no duty reminders")
+    return 0
+
+
+def _checkpoints_qr(settings: Settings, out: Path, bot_username: str) -> int:
+    from bot.runtime import build_runtime
+    from bot.services import patrols
+    from bot.store import upgrade
+
+    runtime = build_runtime(settings)
+
+    async def go() -> list[patrols.Checkpoint]:
+        try:
+            await upgrade(runtime.db)
+            return await patrols.active_checkpoints(runtime)
+        finally:
+            await runtime.db.close()
+
+    found = asyncio.run(go())
+    written = patrols.write_qr_codes(found, out, bot_username.lstrip("@"))
+    print(f"wrote {len(found)} QR code(s) and the printable sheet {written[-1]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="safecampus",
@@ -87,6 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="db-command")
     db_commands.add_parser("upgrade", help="create or migrate the database to the newest schema")
+    duty = commands.add_parser("duty", help="duty roster")
+    duty_commands = duty.add_subparsers(dest="duty_command", required=True, metavar="duty-command")
+    duty_import = duty_commands.add_parser(
+        "import",
+        help="replace the roster of the dates a CSV file covers (columns date,shift,role,person)",
+    )
+    duty_import.add_argument("file", type=Path, help="the roster, a UTF-8 CSV file")
+    checkpoints = commands.add_parser("checkpoints", help="patrol checkpoints")
+    checkpoint_commands = checkpoints.add_subparsers(
+        dest="checkpoints_command", required=True, metavar="checkpoints-command"
+    )
+    qr = checkpoint_commands.add_parser(
+        "qr", help="write a QR code PNG per active checkpoint and a printable index.html"
+    )
+    qr.add_argument("--out", type=Path, required=True, help="the folder to write into")
+    # Given, not asked of Telegram: printing must work offline and without the bot's token.
+    qr.add_argument(
+        "--bot-username", required=True, help="the bot's @username, which the links point at"
+    )
     return parser
 
 
@@ -109,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(settings)
+        if args.command == "checkpoints":
+            return _checkpoints_qr(settings, args.out, args.bot_username)
+        if args.command == "duty":
+            return _duty_import(settings, args.file)
         return _db_upgrade(settings)
     except (SQLAlchemyError, OSError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

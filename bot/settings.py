@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
@@ -25,6 +26,13 @@ class ClosingTime(NamedTuple):
 
     weekday: int | None
     at: time
+
+
+class ShiftTimes(NamedTuple):
+    """A duty shift's start and end, local time of day; ``end <= start`` crosses midnight."""
+
+    start: time
+    end: time
 
 
 class Settings(BaseSettings):
@@ -55,6 +63,16 @@ class Settings(BaseSettings):
     allclear_period: AllClearPeriod = "weekly"
     allclear_close: Annotated[ClosingTime | None, NoDecode] = None
     allclear_reminder_lead: Annotated[timedelta, NoDecode] = timedelta(hours=6)
+    # Duty roster shifts (班次): name=HH:MM-HH:MM, in local time; an end at or before the start
+    # means the shift runs past midnight into the next day.
+    duty_shifts: Annotated[dict[str, ShiftTimes], NoDecode] = Field(
+        default_factory=lambda: parse_duty_shifts(DEFAULT_DUTY_SHIFTS)
+    )
+
+    @field_validator("duty_shifts", mode="before")
+    @classmethod
+    def _shifts(cls, value: object) -> object:
+        return parse_duty_shifts(value) if isinstance(value, str) else value
 
     @field_validator("allclear_close", mode="before")
     @classmethod
@@ -197,6 +215,42 @@ def _parse_deadlines(text: object) -> dict[str, timedelta]:
     if missing:
         raise ValueError(f"no deadline for {', '.join(missing)} (e.g. {DEFAULT_ACK_DEADLINES})")
     return deadlines
+
+
+DEFAULT_DUTY_SHIFTS = "day=08:00-20:00,night=20:00-08:00"
+_SHIFT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,15}$")
+
+
+def _time_of_day(text: str) -> time:
+    hours, _, minutes = text.strip().partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError(f"{text.strip()!r} is not a time like 08:00")
+    if int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"{text.strip()!r} is not a time of day (00:00 to 23:59)")
+    return time(int(hours), int(minutes))
+
+
+def parse_duty_shifts(text: object) -> dict[str, ShiftTimes]:
+    """``"day=08:00-20:00,night=20:00-08:00"`` as shift name → times, in the order given."""
+    shifts: dict[str, ShiftTimes] = {}
+    for part in str(text).split(","):
+        name, _, span = part.partition("=")
+        name = name.strip().lower()
+        if not _SHIFT_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a shift name (a-z, digits, - or _, at most 16; "
+                f"e.g. {DEFAULT_DUTY_SHIFTS})"
+            )
+        if name in shifts:
+            raise ValueError(f"shift {name!r} is named twice")
+        start, dash, end = span.partition("-")
+        if not dash:
+            raise ValueError(f"shift {name!r} needs a span like 08:00-20:00")
+        times = ShiftTimes(_time_of_day(start), _time_of_day(end))
+        if times.start == times.end:
+            raise ValueError(f"shift {name!r} starts and ends at the same time")
+        shifts[name] = times
+    return shifts
 
 
 class SettingsError(Exception):

@@ -11,11 +11,13 @@ from telegram.ext import Application
 
 from handlers import (
     allclear,
+    duty,
     errors,
     fallback,
     groups,
     help,
     invitations,
+    patrols,
     people,
     prompts,
     report_actions,
@@ -34,6 +36,8 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         reports,
         report_actions,
         allclear,
+        duty,
+        patrols,
         start,
         help,
         people,

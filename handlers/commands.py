@@ -59,6 +59,10 @@ class CommandSpec:
 ADMINS = frozenset({Role.ADMIN})
 HANDLERS = frozenset({Role.OFFICER, Role.ADMIN})
 ENROLLED = frozenset(Role)
+# The people a duty roster names, and the admins who load it.
+ON_DUTY = frozenset({Role.ADMIN, Role.OFFICER, Role.GUARD, Role.LEADER})
+# Who walks patrol rounds, and who watches them.
+PATROLLING = frozenset({Role.GUARD, Role.OFFICER, Role.ADMIN})
 BOTH = frozenset({PRIVATE, GROUP})
 COMMANDS: list[CommandSpec] = [
     CommandSpec("start", frozenset({PRIVATE})),
@@ -74,6 +78,14 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("reports", frozenset({PRIVATE}), HANDLERS),
     CommandSpec("cancel", frozenset({PRIVATE}), ENROLLED),
     CommandSpec("allclear", frozenset({PRIVATE}), frozenset({Role.INFORMANT})),
+    CommandSpec("duty", BOTH, ON_DUTY),
+    CommandSpec("handover", frozenset({PRIVATE}), ON_DUTY),
+    CommandSpec("checkpoint", frozenset({PRIVATE}), ADMINS),
+    CommandSpec("checkpoints", frozenset({PRIVATE}), ADMINS),
+    CommandSpec("route", frozenset({PRIVATE}), ADMINS),
+    CommandSpec("routes", frozenset({PRIVATE}), PATROLLING),
+    CommandSpec("round", frozenset({PRIVATE}), PATROLLING),
+    CommandSpec("patrols", frozenset({PRIVATE}), HANDLERS),
     CommandSpec("bind", frozenset({GROUP}), ADMINS),
     CommandSpec("unbind", frozenset({GROUP}), ADMINS),
 ]

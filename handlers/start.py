@@ -1,4 +1,5 @@
-"""/start: the first contact, and deep links (join-<token> accepts an invitation)."""
+"""/start: the first contact, and deep links (join-<token> accepts an invitation, cp-<token> is
+a checkpoint scan)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.services import invitations
+from bot.services.patrols import SCAN_PREFIX
 from handlers.commands import PRIVATE, SPECS, available, command, publish_personal_menu
 from handlers.common import actor_of, profile_of, reply
 from handlers.context import BotContext
+from handlers.patrols import scan
 
 JOIN = "join-"
 
@@ -19,6 +22,9 @@ async def start(update: Update, context: BotContext) -> None:
     payload = context.args[0] if context.args else ""
     if payload.startswith(JOIN):
         await _join(update, context, payload.removeprefix(JOIN))
+        return
+    if payload.startswith(SCAN_PREFIX):
+        await scan(update, context, payload.removeprefix(SCAN_PREFIX))
         return
     if payload in SPECS:  # a "continue in private" link from a group
         await reply(update, context, "start/continue.j2", command=payload)

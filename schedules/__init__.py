@@ -7,7 +7,7 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.runtime import Runtime
-from schedules import allclear, escalation, outbox_housekeeping
+from schedules import allclear, duty, escalation, outbox_housekeeping, patrols
 
 
 async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: Runtime) -> None:
@@ -17,3 +17,5 @@ async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: 
     outbox_housekeeping.plan(job_queue, runtime)
     allclear.plan(job_queue, runtime)
     escalation.plan(job_queue, runtime)
+    duty.plan(job_queue, runtime)
+    patrols.plan(job_queue, runtime)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.errors import DomainError, NotAllowed, StaleButton
 from bot.outbox import Button, Recipient
 from bot.runtime import Runtime
-from bot.services import org
+from bot.services import duty, org
 from bot.services.models import Actor, Group, Person, Purpose, Role, Unit
 from bot.services.notify import notify_group, notify_person
 from bot.store.tables import groups, people, report_events, report_photos, reports, units
@@ -739,6 +739,21 @@ async def _page(rt: Runtime, condition: Any, order: list[Any], page: int) -> Rep
 # --- escalation ------------------------------------------------------------------------------
 
 
+async def _escalation_targets(
+    conn: AsyncConnection, rt: Runtime, unit: Unit, now: datetime
+) -> list[Person]:
+    """The leaders on duty now by the roster, the admins of ``unit``'s scope and the
+    superadmins. With no leader on the roster for this moment, everyone holding the leader
+    role over ``unit`` stands in, so an escalation never goes to admins alone by accident."""
+    leaders = await duty.leaders_on_duty(conn, rt, now)
+    if not leaders:
+        return await org.holders_over(conn, rt, unit, ESCALATE_TO)
+    found = {person.id: person for person in leaders}
+    for person in await org.holders_over(conn, rt, unit, (Role.ADMIN,)):
+        found.setdefault(person.id, person)
+    return list(found.values())
+
+
 async def escalate_due(rt: Runtime) -> list[Report]:
     """Escalate every report still unacknowledged past its deadline (or past the last
     escalation plus the interval) to the leaders on duty and the admins of its scope.
@@ -771,7 +786,7 @@ async def escalate_due(rt: Runtime) -> list[Report]:
                 )
             ).scalar_one()
             await _event(conn, report_id, now, None, "escalated", count=count)
-            for person in await org.holders_over(conn, rt, report.unit, ESCALATE_TO):
+            for person in await _escalation_targets(conn, rt, report.unit, now):
                 await notify_person(
                     conn,
                     rt,

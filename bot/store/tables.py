@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -229,4 +230,135 @@ allclear_rounds = Table(
     Column("done_at", UTCDateTime, nullable=False),
     Column("detail", JSON, nullable=False),
     UniqueConstraint("period_key", "step", name="uq_allclear_rounds_period_step"),
+)
+
+# Duty roster (值班表): each import is one batch, kept as evidence of who loaded which roster.
+duty_imports = Table(
+    "duty_imports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # NULL when imported from the command line, where there is no Telegram person.
+    Column("imported_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("file_name", String(256), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("first_date", Date, nullable=False),
+    Column("last_date", Date, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# One person on one shift of one local date. A later import for the same date marks these rows
+# replaced instead of deleting them, so a handover or reminder still points at what was planned.
+duty_shifts = Table(
+    "duty_shifts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("import_id", Integer, ForeignKey("duty_imports.id"), nullable=False),
+    Column("date", Date, nullable=False, index=True),
+    Column("shift", String(16), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("replaced_at", UTCDateTime, nullable=True),
+    Index("ix_duty_shifts_window", "starts_at", "ends_at"),
+)
+
+# Handover notes (交班): written by someone on duty, read by the next shift.
+handovers = Table(
+    "handovers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("shift_id", Integer, ForeignKey("duty_shifts.id"), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False, index=True),
+)
+
+# Each shift start handled once: reminded ("sent") or, when the bot was down too long, "missed".
+# The unique key is what keeps a restart from reminding twice or forgetting a start.
+duty_reminders = Table(
+    "duty_reminders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("date", Date, nullable=False),
+    Column("shift", String(16), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("done_at", UTCDateTime, nullable=False),
+    Column("detail", JSON, nullable=False),
+    UniqueConstraint("date", "shift", name="uq_duty_reminders_date_shift"),
+)
+
+# Patrol checkpoints (巡更点): a place with coordinates and an unguessable token printed as a QR
+# code. Re-issuing the token makes every printed copy of the old code useless.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    # NULL until an admin shares the place's location.
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column("radius_m", Integer, nullable=False, server_default="50"),
+    Column("token", String(48), nullable=False, unique=True),
+    Column("active", Boolean, nullable=False, server_default=text("1")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Routes: a named list of checkpoints walked in a daily local time window, optionally repeated
+# every N hours inside it (a night round 22:00–06:00 every 2 h is four windows a night).
+patrol_routes = Table(
+    "patrol_routes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("checkpoint_ids", JSON, nullable=False),
+    Column("window_start", String(5), nullable=False),  # "22:00", local time
+    Column("window_end", String(5), nullable=False),  # "06:00": before the start = next day
+    Column("every_hours", Integer, nullable=True),
+    Column("active", Boolean, nullable=False, server_default=text("1")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One walk of a route in one window. The unique key is what makes the closing summary go out
+# exactly once, whatever restarts or second timers happen.
+patrol_rounds = Table(
+    "patrol_rounds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("route_id", Integer, ForeignKey("patrol_routes.id"), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("started_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("summary_sent_at", UTCDateTime, nullable=True),
+    UniqueConstraint("route_id", "window_start", name="uq_patrol_rounds_route_window"),
+)
+
+# Check-ins: the patrol record the law asks for. `sent_at` is Telegram's server time of the
+# guard's message, `scanned_at` that of the QR scan (NULL when the location came unscanned).
+checkins = Table(
+    "checkins",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("checkpoint_id", Integer, ForeignKey("checkpoints.id"), nullable=True, index=True),
+    Column("guard_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False, index=True),
+    Column("scanned_at", UTCDateTime, nullable=True),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column("distance_m", Float, nullable=True),
+    Column("status", String(16), nullable=False),  # verified | far | no-location
+    Column("reason", String(16), nullable=True),  # why it did not verify: declined, stale…
+    Column("live", Boolean, nullable=False),
+    Column("note", Text, nullable=True),
+    Column("photo_path", String(256), nullable=True),
+    Column("round_id", Integer, ForeignKey("patrol_rounds.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )
