@@ -78,7 +78,8 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("reports", frozenset({PRIVATE}), HANDLERS),
     CommandSpec("cancel", frozenset({PRIVATE}), ENROLLED),
     CommandSpec("allclear", frozenset({PRIVATE}), frozenset({Role.INFORMANT})),
-    CommandSpec("duty", BOTH, ON_DUTY),
+    # Private only: who is on duty and the handover notes are not for a class group.
+    CommandSpec("duty", frozenset({PRIVATE}), ON_DUTY),
     CommandSpec("handover", frozenset({PRIVATE}), ON_DUTY),
     CommandSpec("checkpoint", frozenset({PRIVATE}), ADMINS),
     CommandSpec("checkpoints", frozenset({PRIVATE}), ADMINS),

@@ -341,3 +341,22 @@ async def test_escalation_goes_to_the_leader_on_duty_and_the_admins(
     assert [r.id for r in await escalation.run(rt)] == [urgent.id]
     later = (await messages(rt, "reports.escalated"))[len(escalated) :]
     assert {m.address for m in later} == {"12", "15", "13", str(SUPERADMIN_ID)}
+
+
+async def test_being_on_the_roster_gives_no_rights_of_its_own(
+    rt: Runtime, staff: Staff, clock: FakeClock
+) -> None:
+    informant = await enrol(rt, staff.boss, 10, "informant", "信息学院/计科2201")
+    clock.current = at(1, 9).astimezone(UTC)
+    # The guard is listed as leader by mistake: they hold no leader role, so escalations
+    # (which may carry a welfare report's words) do not go to them.
+    data = csv_of("2026-09-01,day,leader,@u21")
+    await duty.import_roster(rt, staff.boss, data, "roster.csv", source="telegram")
+    urgent = await reports.file_report(
+        rt, informant, Draft(severity=Severity.URGENT, description="同学情绪失控")
+    )
+    clock.advance(minutes=5)
+    assert [r.id for r in await escalation.run(rt)] == [urgent.id]
+    escalated = await messages(rt, "reports.escalated")
+    assert "21" not in {m.address for m in escalated}
+    assert {m.address for m in escalated} == {"12", "15", "13", str(SUPERADMIN_ID)}

@@ -743,11 +743,15 @@ async def _escalation_targets(
     conn: AsyncConnection, rt: Runtime, unit: Unit, now: datetime
 ) -> list[Person]:
     """The leaders on duty now by the roster, the admins of ``unit``'s scope and the
-    superadmins. With no leader on the roster for this moment, everyone holding the leader
-    role over ``unit`` stands in, so an escalation never goes to admins alone by accident."""
-    leaders = await duty.leaders_on_duty(conn, rt, now)
+    superadmins. A roster leader counts only if they hold the leader (or admin) role over
+    ``unit``: being on the roster gives no rights of its own. With no such leader on duty,
+    everyone holding the leader role over ``unit`` stands in, so an escalation never goes to
+    admins alone by accident."""
+    eligible = await org.holders_over(conn, rt, unit, ESCALATE_TO)
+    eligible_ids = {person.id for person in eligible}
+    leaders = [p for p in await duty.leaders_on_duty(conn, rt, now) if p.id in eligible_ids]
     if not leaders:
-        return await org.holders_over(conn, rt, unit, ESCALATE_TO)
+        return eligible
     found = {person.id: person for person in leaders}
     for person in await org.holders_over(conn, rt, unit, (Role.ADMIN,)):
         found.setdefault(person.id, person)
