@@ -347,3 +347,22 @@ async def test_a_scoped_admin_learns_nothing_outside_their_unit(
     assert "外语学院" not in str(answer.params.get("text"))
     still = await org.identify(rt, _profile(student), private=True)
     assert still.enrolled
+
+
+async def test_an_english_speaking_admin_binds_and_unbinds_in_english(
+    app: AnyApp, fake_telegram: FakeBotAPI
+) -> None:
+    chief = fake_telegram.user(SUPERADMIN_ID, "Chief", username="chief", language_code="en")
+    group = fake_telegram.group(-700, "Guard team")
+    await fake_telegram.add_bot_to_group(group, chief)
+    await fake_telegram.next_message(group.id)  # the greeting, in the school's language
+    bound = (await say(fake_telegram, chief, "/bind staff", group)).visible_text or ""
+    assert "guard team group" in bound
+    assert "the whole school" in bound
+    usage = (await say(fake_telegram, chief, "/bind", group)).visible_text or ""
+    assert "Usage" in usage
+    unbound = (await say(fake_telegram, chief, "/unbind", group)).visible_text or ""
+    assert "no longer" in unbound
+    stranger = fake_telegram.user(171, "Visitor", language_code="en")
+    refused = (await say(fake_telegram, stranger, "/bind staff", group)).visible_text or ""
+    assert "not allowed" in refused
