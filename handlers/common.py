@@ -10,7 +10,7 @@ from telegram.error import BadRequest
 
 from bot.errors import StaleButton
 from bot.outbox import Button, Recipient
-from bot.outbox.telegram import inline_keyboard
+from bot.outbox.telegram import inline_keyboard, split_text
 from bot.render import choose_locale
 from bot.services import org
 from bot.services.models import TELEGRAM, Actor, Profile
@@ -67,12 +67,18 @@ async def reply(
     buttons: list[list[Button]] | None = None,
     **values: Any,
 ) -> Message:
-    """Answer in the chat the update came from, in the caller's language."""
+    """Answer in the chat the update came from, in the caller's language. A text longer than
+    one Telegram message (a long report history) goes out in parts, buttons on the last."""
     chat = update.effective_chat
     assert chat is not None
+    *first, last = split_text(text(update, context, template, **values)) or [""]
+    for part in first:
+        await context.bot.send_message(
+            chat.id, part, parse_mode=ParseMode.HTML, disable_web_page_preview=True
+        )
     return await context.bot.send_message(
         chat.id,
-        text(update, context, template, **values),
+        last,
         parse_mode=ParseMode.HTML,
         reply_markup=inline_keyboard(buttons or []),
         disable_web_page_preview=True,

@@ -296,3 +296,30 @@ async def test_an_abandoned_report_times_out_politely_and_big_photos_are_kept_by
         assert photo.file_id
         assert photo.note
         assert not any(c.method == "getFile" for c in fake_telegram.calls)
+
+
+async def test_a_long_history_is_shown_in_parts(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    informant: FakeUser = school["informant"]
+    officer: FakeUser = school["officer"]
+    await say(fake_telegram, informant, "/report " + "很长的描述。" * 300, expect="R-0001")
+    rt = runtime_of(app)
+    actor = await _actor(rt, officer)
+    for n in range(4):
+        await reports.add_note(rt, actor, 1, f"第{n}条备注：" + "细节" * 400)
+    since = len(fake_telegram.calls)
+    await officer.send("/report R-0001")
+    last = await fake_telegram.wait_for(
+        lambda c: (
+            fake_telegram.calls.index(c) >= since and c.ok and "第3条备注" in (c.visible_text or "")
+        )
+    )
+    parts = [
+        c
+        for c in fake_telegram.calls[since:]
+        if c.method == "sendMessage" and c.chat_id == officer.id
+    ]
+    assert len(parts) >= 2
+    assert all(c.ok for c in parts)
+    assert last.buttons  # the handling buttons come with the last part
