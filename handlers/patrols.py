@@ -2,14 +2,15 @@
 
 A check-in takes two messages: the scan (``/start cp-<token>``, see handlers/start.py) and the
 location the bot then asks for. What is pending between them (a scan, an admin placing a
-checkpoint, a photo for a check-in) lives in memory for PENDING_SECONDS: after a restart the
-guard simply scans again.
+checkpoint, a photo for a check-in) lives in memory, a scan for STALE_AFTER and the others for
+PENDING_SECONDS: after a restart the guard simply scans again. Any new command drops it, so a
+forgotten prompt never takes a message meant for another flow.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from telegram import (
@@ -35,18 +36,25 @@ from bot.errors import BadArguments, StaleButton
 from bot.outbox import Button
 from bot.qr import qr_png
 from bot.services import patrols, reports
+from bot.services.models import Role
 from bot.services.patrols import Checkin, Checkpoint
 from handlers.commands import command
 from handlers.common import actor_of, button, is_private, pressed, reply, show, text
 from handlers.context import BotContext
-from handlers.prompts import expect, on_answer
+from handlers.prompts import EXPIRES_AFTER, PENDING, expect, on_answer
+from handlers.reports import DRAFT
 
 SCAN = "safecampus.patrol_scan"  # (token, Telegram time of the scan, monotonic time)
 PLACING = "safecampus.patrol_placing"  # (checkpoint id, monotonic time)
 PHOTO_FOR = "safecampus.patrol_photo"  # (check-in id, monotonic time)
 PENDING_SECONDS = 15 * 60
+# A location later than this would not verify the visit anyway (patrols.STALE_AFTER); waiting
+# longer only lets a scan the guard gave up on take a location meant for something else.
+SCAN_SECONDS = patrols.STALE_AFTER / timedelta(seconds=1)
+# Before everything else: a new command drops what was pending before it reaches any handler.
+CLEAR_GROUP = -3
 # Before the prompts (-1) and every capability (0): a pending scan or placement takes the next
-# location, the "no location" answer or a photo before the report flow or the fallback could.
+# location, the "no location" answer or a photo before the fallback could.
 PENDING_GROUP = -2
 CARD = "cpc:"  # cpc:<checkpoint id>: a checkpoint's card with its admin buttons
 ACTION = "cpa:"  # cpa:<action>:<checkpoint id>
@@ -56,13 +64,32 @@ LISTED = 40  # buttons in one /checkpoints or /patrols answer
 PRIVATE_MESSAGE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 
 
-def _pending(context: BotContext, key: str) -> Any:
-    """What is pending under ``key`` (taken off), or None if nothing or it expired."""
+def _pending(context: BotContext, key: str, limit: float = PENDING_SECONDS) -> Any:
+    """What is pending under ``key`` (taken off), or None if nothing or it is older than
+    ``limit`` seconds."""
     assert context.user_data is not None
     held = context.user_data.pop(key, None)
-    if held is None or time.monotonic() - held[-1] > PENDING_SECONDS:
+    if held is None or time.monotonic() - held[-1] > limit:
         return None
     return held[:-1]
+
+
+def _elsewhere(context: BotContext) -> bool:
+    """Whether the person is filling in a /report draft or answering a typed prompt: their
+    next location, text or photo belongs to that, not to a patrol."""
+    assert context.user_data is not None
+    prompt = context.user_data.get(PENDING)
+    if prompt is not None and time.monotonic() - prompt[-1] <= EXPIRES_AFTER:
+        return True
+    return DRAFT in context.user_data
+
+
+async def new_command(_update: Update, context: BotContext) -> None:
+    """A new command in private: whatever patrol answer was awaited is abandoned (the command
+    itself runs as usual; ``/start cp-…`` sets a fresh scan afterwards)."""
+    assert context.user_data is not None
+    for key in (SCAN, PLACING, PHOTO_FOR):
+        context.user_data.pop(key, None)
 
 
 def _hold(context: BotContext, key: str, *values: Any) -> None:
@@ -154,6 +181,8 @@ async def pending_location(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
     assert message.location is not None
+    if _elsewhere(context):
+        return
     location = message.location
     placing = _pending(context, PLACING)
     if placing is not None:
@@ -163,7 +192,7 @@ async def pending_location(update: Update, context: BotContext) -> None:
         )
         await _done(update, context, "patrols/placed.j2", checkpoint=checkpoint)
         raise ApplicationHandlerStop
-    scanned = _pending(context, SCAN)
+    scanned = _pending(context, SCAN, SCAN_SECONDS)
     if scanned is None:
         return
     actor = await actor_of(update, context)
@@ -187,11 +216,13 @@ async def declined(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
     assert context.user_data is not None
-    if SCAN not in context.user_data or message.text != text(
-        update, context, "patrols/buttons/no_location.j2"
+    if (
+        SCAN not in context.user_data
+        or _elsewhere(context)
+        or message.text != text(update, context, "patrols/buttons/no_location.j2")
     ):
         return
-    scanned = _pending(context, SCAN)
+    scanned = _pending(context, SCAN, SCAN_SECONDS)
     if scanned is None:
         return
     actor = await actor_of(update, context)
@@ -211,11 +242,14 @@ async def declined(update: Update, context: BotContext) -> None:
 
 async def unscanned_location(update: Update, context: BotContext) -> None:
     """A location without a scan: in private, a check-in at the nearest checkpoint; in a group,
-    a refusal (check-ins are personal evidence, made in private)."""
+    a refusal to a guard (check-ins are personal evidence, made in private). Anyone else's
+    location in a group is none of the bot's business."""
     message = update.effective_message
     assert message is not None
     assert message.location is not None
     if not is_private(update):
+        if not (await actor_of(update, context)).has_role(Role.GUARD):
+            return
         await reply(
             update, context, "patrols/errors/location_in_group.j2", bot=context.bot.username
         )
@@ -286,7 +320,7 @@ async def problem_answered(
 async def pending_photo(update: Update, context: BotContext) -> None:
     """A photo in private after "add a photo" on a check-in; other photos pass on."""
     assert context.user_data is not None
-    if PHOTO_FOR not in context.user_data:
+    if PHOTO_FOR not in context.user_data or _elsewhere(context):
         return
     held = _pending(context, PHOTO_FOR)
     if held is None:
@@ -506,6 +540,12 @@ async def details_pressed(update: Update, context: BotContext) -> None:
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Register the pending-answer handlers early, the rest with the other capabilities."""
+    application.add_handler(
+        MessageHandler(
+            PRIVATE_MESSAGE & (filters.Regex(r"^/") | filters.CaptionRegex(r"^/")), new_command
+        ),
+        group=CLEAR_GROUP,
+    )
     application.add_handler(
         MessageHandler(PRIVATE_MESSAGE & filters.LOCATION, pending_location), group=PENDING_GROUP
     )

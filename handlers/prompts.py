@@ -1,7 +1,7 @@
 """Asking someone to type something after they pressed a button ("send the outcome of R-0042").
 
-The next text the person sends in private answers the prompt; /cancel drops it. Prompts live
-in memory only: after a restart the person simply presses the button again.
+The next text the person sends in private answers the prompt; /cancel or any other command
+drops it. Prompts live in memory only: after a restart the person presses the button again.
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ async def _answered(update: Update, context: BotContext) -> None:
             await reply(update, context, "reports/prompts/cancelled.j2")
             raise ApplicationHandlerStop
         return
-    if message.text is None or message.text.startswith("/"):
+    if message.text is None:
+        return
+    if message.text.startswith("/"):
+        _take(context)  # another command: the person moved on, so the prompt is dropped
         return
     pending = _take(context)
     if pending is None:

@@ -323,3 +323,20 @@ async def test_a_long_history_is_shown_in_parts(
     assert len(parts) >= 2
     assert all(c.ok for c in parts)
     assert last.buttons  # the handling buttons come with the last part
+
+
+async def test_another_command_drops_a_pending_prompt(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    informant: FakeUser = school["informant"]
+    officer: FakeUser = school["officer"]
+    await say(fake_telegram, informant, "/report 路灯不亮", expect="R-0001")
+    detail = await say(fake_telegram, officer, "/report R-0001", expect="经过")
+    await click_and_see(
+        fake_telegram, officer, detail, detail.button_data("办结"), officer.id, "处理结果"
+    )
+    await say(fake_telegram, officer, "/help", expect="帮助")
+    await say(fake_telegram, officer, "随便说说", expect="/help")  # stray text, not an outcome
+    rt = runtime_of(app)
+    view = await reports.view(rt, await _actor(rt, officer), 1)
+    assert view.report.state is reports.State.OPEN

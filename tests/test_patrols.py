@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from bot.errors import NotAllowed
+from bot.errors import BadArguments, NotAllowed
 from bot.outbox import Recipient
 from bot.qr import qr_png
 from bot.runtime import Runtime
@@ -224,7 +224,7 @@ async def test_a_window_is_summarised_once_even_across_a_restart(
     await scan_and_share(rt, s, s.gate, 10)
     assert await patrols.run_due(rt) == []  # the window is still open
     assert await summaries(rt) == []
-    clock.current = datetime(2026, 9, 1, 10, 1, tzinfo=SHANGHAI).astimezone(UTC)
+    clock.current = datetime(2026, 9, 1, 10, 3, tzinfo=SHANGHAI).astimezone(UTC)
     (view,) = await patrols.run_due(rt)
     assert view.state is RoundState.INCOMPLETE
     assert await patrols.run_due(rt) == []
@@ -259,6 +259,89 @@ async def test_a_window_without_check_ins_is_reported_not_done_after_an_outage(
         assert "东门、图书馆" in text
     finally:
         await restarted.db.close()
+
+
+async def test_a_check_in_sent_before_the_end_counts_if_handled_within_the_grace(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    s = await site(rt)
+    await patrols.add_route(rt, s.boss, ["早巡", "08:00-10:00", "东门", "图书馆"])
+    just_before = datetime(2026, 9, 1, 9, 59, 58, tzinfo=SHANGHAI).astimezone(UTC)
+    # The pass runs before the backlog holding the guard's last two check-ins is handled.
+    clock.current = just_before + timedelta(seconds=7)
+    assert await patrols.run_due(rt) == []
+    for checkpoint in (s.gate, s.library):
+        await patrols.check_in(
+            rt,
+            s.guard,
+            checkpoint.token,
+            latitude=checkpoint.latitude,
+            longitude=checkpoint.longitude,
+            live=False,
+            sent_at=just_before,
+            scanned_at=just_before - timedelta(seconds=20),
+        )
+    clock.current = datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI).astimezone(UTC)
+    clock.current += patrols.CLOSE_GRACE - timedelta(seconds=1)
+    assert await patrols.run_due(rt) == []
+    clock.advance(seconds=1)
+    (view,) = await patrols.run_due(rt)
+    assert view.state is RoundState.COMPLETE
+    assert [cp.name for cp in view.visited] == ["东门", "图书馆"]
+
+
+async def test_a_disabled_checkpoint_is_neither_expected_nor_missed(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    s = await site(rt)
+    await patrols.add_route(rt, s.boss, ["早巡", "08:00-10:00", "东门", "图书馆"])
+    await patrols.set_active(rt, s.boss, s.library.id, False)
+    await scan_and_share(rt, s, s.gate, 10)
+    (view,) = await patrols.open_rounds(rt, s.guard)
+    assert [cp.name for cp in view.route.checkpoints] == ["东门"]
+    assert view.missing == []
+    clock.current = datetime(2026, 9, 1, 10, 3, tzinfo=SHANGHAI).astimezone(UTC)
+    (closed,) = await patrols.run_due(rt)
+    assert closed.state is RoundState.COMPLETE
+    (text,) = await summaries(rt)
+    assert "全部 1 个巡更点均已到位" in text
+    assert "图书馆" not in text
+    # The route still holds it: enabling it again puts it back on the round.
+    await patrols.set_active(rt, s.boss, s.library.id, True)
+    (route,) = await patrols.list_routes(rt, s.guard)
+    assert [cp.name for cp in route.checkpoints] == ["东门", "图书馆"]
+    clock.current = datetime(2026, 9, 2, 9, 0, tzinfo=SHANGHAI).astimezone(UTC)
+    (view,) = await patrols.open_rounds(rt, s.guard)
+    assert [cp.name for cp in view.missing] == ["东门", "图书馆"]
+
+
+async def test_a_round_opened_before_its_route_changed_is_still_summarised(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    s = await site(rt)
+    await patrols.add_route(rt, s.boss, ["早巡", "08:00-10:00", "东门"])
+    await patrols.add_route(rt, s.boss, ["馆巡", "08:00-10:00", "图书馆"])
+    await scan_and_share(rt, s, s.gate, 10)
+    await scan_and_share(rt, s, s.library, 10)
+    clock.current = datetime(2026, 9, 1, 9, 30, tzinfo=SHANGHAI).astimezone(UTC)
+    await patrols.edit_route(rt, s.boss, ["window", "早巡", "11:00-12:00"])
+    clock.current = datetime(2026, 9, 1, 10, 0, 30, tzinfo=SHANGHAI).astimezone(UTC)
+    await patrols.edit_route(rt, s.boss, ["disable", "馆巡"])
+    clock.current = datetime(2026, 9, 1, 10, 3, tzinfo=SHANGHAI).astimezone(UTC)
+    closed = await patrols.run_due(rt)
+    assert sorted(view.route.name for view in closed) == ["早巡", "馆巡"]
+    assert all(view.state is RoundState.COMPLETE for view in closed)
+    assert len(await summaries(rt)) == 2
+    assert await patrols.run_due(rt) == []
+
+
+async def test_route_points_without_any_name_is_a_usage_error(rt: Runtime) -> None:
+    s = await site(rt)
+    await patrols.add_route(rt, s.boss, ["早巡", "08:00-10:00", "东门"])
+    with pytest.raises(BadArguments):
+        await patrols.edit_route(rt, s.boss, ["points", "早巡", "，"])
+    (route,) = await patrols.list_routes(rt, s.boss)
+    assert [cp.name for cp in route.checkpoints] == ["东门"]
 
 
 async def test_coverage_counts_check_ins_per_checkpoint_and_route(rt: Runtime) -> None:

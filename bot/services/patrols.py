@@ -56,6 +56,9 @@ STALE_AFTER = timedelta(minutes=2)
 # After an outage, windows that ended longer ago than this are not summarised any more: a
 # day-old "missed" alert helps nobody and would flood the staff group.
 CATCH_UP = timedelta(days=1)
+# A window is closed only this long after its end: a check-in stamped just before the end may
+# still be in Telegram's queue or our backlog, and must count for the round it belongs to.
+CLOSE_GRACE = timedelta(minutes=2)
 MAX_EVERY_HOURS = 24
 REF_PREFIX = "C-"
 EARTH_RADIUS_M = 6_371_008.8
@@ -928,8 +931,8 @@ async def edit_route(rt: Runtime, actor: Actor, args: list[str]) -> Route:
                 "window_end": window.end.strftime("%H:%M"),
                 "every_hours": window.every_hours,
             }
-        elif action == "points" and rest:
-            found, unit = await _route_checkpoints(conn, actor, parse_names(" ".join(rest)))
+        elif action == "points" and (names := parse_names(" ".join(rest))):
+            found, unit = await _route_checkpoints(conn, actor, names)
             values = {"checkpoint_ids": [cp.id for cp in found], "unit_id": unit.id}
         elif action in ("disable", "enable") and not rest:
             values = {"active": action == "enable"}
@@ -957,6 +960,9 @@ async def list_routes(rt: Runtime, actor: Actor) -> list[Route]:
 async def _round_view(
     conn: AsyncConnection, route: Route, occurrence: Occurrence, now: datetime
 ) -> RoundView:
+    """The round as walked over the route's active checkpoints: a disabled one cannot be
+    scanned, so it is neither expected nor "missed" (the route keeps it for re-enabling)."""
+    route = route.model_copy(update={"checkpoints": [cp for cp in route.checkpoints if cp.active]})
     ids = [cp.id for cp in route.checkpoints]
     found = await _checkins(
         conn,
@@ -1074,34 +1080,47 @@ async def _close(rt: Runtime, route: Route, occurrence: Occurrence) -> RoundView
 
 
 async def run_due(rt: Runtime) -> list[RoundView]:
-    """One pass at ``rt.now()``: summarise every window of an active route that has ended and
-    not been summarised (at most CATCH_UP back, never before the route existed).
+    """One pass at ``rt.now()``: summarise every window that ended at least CLOSE_GRACE ago
+    (at most CATCH_UP back) and has not been summarised: each window of an active route since
+    the route existed, and each round already opened whatever its route's window or active flag
+    is now (a round opened before the window was edited or the route disabled is still owed
+    its summary).
 
     Everything is read from the database, so a restart, an outage or a second timer neither
     skips a window nor reports one twice."""
     now = rt.now()
+    until = now - CLOSE_GRACE
     async with rt.db.read() as conn:
-        routes = await _routes(conn, patrol_routes.c.active.is_(True))
-        sent = {
-            (row.route_id, row.window_start)
-            for row in (
-                await conn.execute(
-                    select(patrol_rounds.c.route_id, patrol_rounds.c.window_start).where(
-                        patrol_rounds.c.summary_sent_at.is_not(None),
-                        patrol_rounds.c.window_end > now - CATCH_UP,
-                    )
-                )
-            ).all()
-        }
-    closed = []
-    for route in routes:
+        rounds = (
+            await conn.execute(
+                select(
+                    patrol_rounds.c.route_id,
+                    patrol_rounds.c.window_start,
+                    patrol_rounds.c.window_end,
+                    patrol_rounds.c.summary_sent_at,
+                ).where(patrol_rounds.c.window_end > now - CATCH_UP)
+            )
+        ).all()
+        routes = {route.id: route for route in await _routes(conn)}
+    sent = {(row.route_id, row.window_start) for row in rounds if row.summary_sent_at is not None}
+    due: dict[tuple[int, datetime], tuple[Route, Occurrence]] = {}
+    for route in routes.values():
+        if not route.active:
+            continue
         since = max(route.created_at, now - CATCH_UP)
-        for occurrence in occurrences_ending(route.window, since, now, rt.settings.zone):
-            if (route.id, occurrence.starts_at) in sent:
-                continue
-            view = await _close(rt, route, occurrence)
-            if view is not None:
-                closed.append(view)
+        for occurrence in occurrences_ending(route.window, since, until, rt.settings.zone):
+            due[(route.id, occurrence.starts_at)] = (route, occurrence)
+    for row in rounds:
+        if row.summary_sent_at is None and row.window_end <= until:
+            occurrence = Occurrence(starts_at=row.window_start, ends_at=row.window_end)
+            due[(row.route_id, row.window_start)] = (routes[row.route_id], occurrence)
+    closed = []
+    for key, (route, occurrence) in sorted(due.items(), key=lambda item: item[1][1].ends_at):
+        if key in sent:
+            continue
+        view = await _close(rt, route, occurrence)
+        if view is not None:
+            closed.append(view)
     return closed
 
 
