@@ -124,6 +124,52 @@ def _duty_import(settings: Settings, path: Path) -> int:
     return 0
 
 
+def _checklist_import(settings: Settings, path: Path) -> int:
+    import html
+
+    from bot.errors import DomainError
+    from bot.runtime import build_runtime
+    from bot.services import inspections
+    from bot.store import upgrade
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
+    if len(data) > inspections.MAX_FILE_BYTES:
+        return _fail(f"{path}: too big (at most {inspections.MAX_FILE_BYTES} bytes)", EXIT_FAILURE)
+    runtime = build_runtime(settings)
+
+    async def go() -> inspections.ImportSummary:
+        try:
+            await upgrade(runtime.db)
+            return await inspections.import_checklists(runtime, None, data, path.name)
+        finally:
+            await runtime.db.close()
+
+    try:
+        summary = asyncio.run(go())
+    except inspections.ChecklistRejected as exc:
+        # The same line-by-line words an admin gets in Telegram, as plain text.
+        lines = runtime.renderer.render("en", "inspections/line_errors.j2", **exc.context)
+        count = len(exc.context["errors"])
+        print(
+            f"safecampus: {path}: not imported, nothing stored; {count} problem(s):",
+            file=sys.stderr,
+        )
+        print(html.unescape(lines), file=sys.stderr)
+        return EXIT_FAILURE
+    except DomainError as exc:
+        message = runtime.renderer.render("en", exc.template, **exc.context)
+        return _fail(f"{path}: {html.unescape(message)}", EXIT_FAILURE)
+    print(f"imported {summary.items} item(s)")
+    for name in summary.created:
+        print(f"new checklist: {name}")
+    for name in summary.replaced:
+        print(f"replaced the items of: {name} (earlier inspections keep theirs)")
+    return 0
+
+
 def _checkpoints_qr(settings: Settings, out: Path, bot_username: str) -> int:
     from bot.runtime import build_runtime
     from bot.services import patrols
@@ -162,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the roster of the dates a CSV file covers (columns date,shift,role,person)",
     )
     duty_import.add_argument("file", type=Path, help="the roster, a UTF-8 CSV file")
+    checklist = commands.add_parser("checklist", help="inspection checklists")
+    checklist_commands = checklist.add_subparsers(
+        dest="checklist_command", required=True, metavar="checklist-command"
+    )
+    checklist_import = checklist_commands.add_parser(
+        "import",
+        help="add checklist templates from a YAML or text file (a known name gets the new items)",
+    )
+    checklist_import.add_argument(
+        "file", type=Path, help="YAML (name:, items:) or text (name, then one item per line)"
+    )
     checkpoints = commands.add_parser("checkpoints", help="patrol checkpoints")
     checkpoint_commands = checkpoints.add_subparsers(
         dest="checkpoints_command", required=True, metavar="checkpoints-command"
@@ -198,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings)
         if args.command == "checkpoints":
             return _checkpoints_qr(settings, args.out, args.bot_username)
+        if args.command == "checklist":
+            return _checklist_import(settings, args.file)
         if args.command == "duty":
             return _duty_import(settings, args.file)
         return _db_upgrade(settings)

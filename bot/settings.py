@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         default_factory=lambda: _parse_deadlines(DEFAULT_ACK_DEADLINES)
     )
     escalation_interval: Annotated[timedelta, NoDecode] = timedelta(minutes=15)
+    # How long a unit has to rectify a hazard, per hazard severity (重大 / 较大 / 一般).
+    hazard_deadlines: Annotated[dict[str, timedelta], NoDecode] = Field(
+        default_factory=lambda: _parse_hazard_deadlines(DEFAULT_HAZARD_DEADLINES)
+    )
     reports_per_minute: int = Field(default=5, ge=1, le=100)
     # All-clear reports (零报告): how often each class must report, when the period closes, and
     # how long before the close the silent informants are reminded. The close defaults to
@@ -95,6 +99,11 @@ class Settings(BaseSettings):
     @classmethod
     def _deadlines(cls, value: object) -> object:
         return _parse_deadlines(value) if isinstance(value, str) else value
+
+    @field_validator("hazard_deadlines", mode="before")
+    @classmethod
+    def _hazard_deadlines(cls, value: object) -> object:
+        return _parse_hazard_deadlines(value) if isinstance(value, str) else value
 
     @field_validator("escalation_interval", mode="before")
     @classmethod
@@ -214,6 +223,23 @@ def _parse_deadlines(text: object) -> dict[str, timedelta]:
     missing = [name for name in SEVERITIES if name not in deadlines]
     if missing:
         raise ValueError(f"no deadline for {', '.join(missing)} (e.g. {DEFAULT_ACK_DEADLINES})")
+    return deadlines
+
+
+HAZARD_SEVERITIES = ("major", "serious", "routine")
+DEFAULT_HAZARD_DEADLINES = "major=3d,serious=7d,routine=15d"
+
+
+def _parse_hazard_deadlines(text: object) -> dict[str, timedelta]:
+    deadlines = {}
+    for part in str(text).split(","):
+        name, _, duration = part.partition("=")
+        if name.strip() not in HAZARD_SEVERITIES:
+            raise ValueError(f"{name.strip()!r} is not one of {', '.join(HAZARD_SEVERITIES)}")
+        deadlines[name.strip()] = parse_duration(duration)
+    missing = [name for name in HAZARD_SEVERITIES if name not in deadlines]
+    if missing:
+        raise ValueError(f"no deadline for {', '.join(missing)} (e.g. {DEFAULT_HAZARD_DEADLINES})")
     return deadlines
 
 

@@ -15,7 +15,10 @@ from handlers import (
     errors,
     fallback,
     groups,
+    hazard_actions,
+    hazards,
     help,
+    inspections,
     invitations,
     patrols,
     people,
@@ -33,9 +36,12 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every handler; the fallback goes last so it only sees what nothing else took."""
     for module in (
         prompts,
+        hazards,  # its flow's /cancel before the reports' "nothing to cancel"
+        hazard_actions,
         reports,
         report_actions,
         allclear,
+        inspections,  # its checklist files before the roster's catch-all for files
         duty,
         patrols,
         start,

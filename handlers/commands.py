@@ -63,6 +63,13 @@ ENROLLED = frozenset(Role)
 ON_DUTY = frozenset({Role.ADMIN, Role.OFFICER, Role.GUARD, Role.LEADER})
 # Who walks patrol rounds, and who watches them.
 PATROLLING = frozenset({Role.GUARD, Role.OFFICER, Role.ADMIN})
+# Who walks inspection checklists.
+INSPECTING = frozenset({Role.GUARD, Role.OFFICER, Role.ADMIN, Role.UNIT_HEAD})
+# Who reports hazards, and who follows the ledger (unit heads see what they must rectify).
+REPORTING_HAZARDS = frozenset(
+    {Role.GUARD, Role.OFFICER, Role.ADMIN, Role.UNIT_HEAD, Role.INFORMANT}
+)
+HAZARD_VIEWERS = REPORTING_HAZARDS | {Role.LEADER}
 BOTH = frozenset({PRIVATE, GROUP})
 COMMANDS: list[CommandSpec] = [
     CommandSpec("start", frozenset({PRIVATE})),
@@ -87,6 +94,10 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("routes", frozenset({PRIVATE}), PATROLLING),
     CommandSpec("round", frozenset({PRIVATE}), PATROLLING),
     CommandSpec("patrols", frozenset({PRIVATE}), HANDLERS),
+    CommandSpec("inspect", frozenset({PRIVATE}), INSPECTING),
+    CommandSpec("checklists", frozenset({PRIVATE}), INSPECTING),
+    CommandSpec("hazard", frozenset({PRIVATE}), REPORTING_HAZARDS),
+    CommandSpec("hazards", frozenset({PRIVATE}), HAZARD_VIEWERS),
     CommandSpec("bind", frozenset({GROUP}), ADMINS),
     CommandSpec("unbind", frozenset({GROUP}), ADMINS),
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.runtime import Runtime
-from schedules import allclear, duty, escalation, outbox_housekeeping, patrols
+from schedules import allclear, duty, escalation, hazards, outbox_housekeeping, patrols
 
 
 async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: Runtime) -> None:
@@ -19,3 +19,4 @@ async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: 
     escalation.plan(job_queue, runtime)
     duty.plan(job_queue, runtime)
     patrols.plan(job_queue, runtime)
+    hazards.plan(job_queue, runtime)

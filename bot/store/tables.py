@@ -362,3 +362,115 @@ checkins = Table(
     Column("round_id", Integer, ForeignKey("patrol_rounds.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Hazards (隐患): the ledger the standards score. A hazard is registered, given a responsible
+# unit and a deadline, fixed, and verified by someone other than the fixer. Shown as H-0107.
+hazards = Table(
+    "hazards",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("reporter_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),  # where it was found
+    # NULL until someone says: a quick photo report leaves them to be completed with buttons.
+    Column("category", String(16), nullable=True),
+    Column("severity", String(16), nullable=True),
+    Column("place", String(256), nullable=False, server_default=""),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column("checkpoint_id", Integer, ForeignKey("checkpoints.id"), nullable=True),
+    Column("description", Text, nullable=False),
+    Column("state", String(24), nullable=False, index=True),
+    Column("responsible_unit_id", Integer, ForeignKey("units.id"), nullable=True),
+    Column("deadline", UTCDateTime, nullable=True),
+    Column("interim_measures", Text, nullable=True),
+    # The inspection that found it (checklists); a plain id, linked by that capability.
+    Column("inspection_id", Integer, nullable=True, index=True),
+    # False while a hazard reported by an informant waits for an officer's confirmation.
+    Column("confirmed", Boolean, nullable=False, server_default=text("1")),
+    Column("fixed_by", Integer, ForeignKey("people.id"), nullable=True),  # the current fix
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("assigned_at", UTCDateTime, nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    # Next deadline reminder / overdue escalation due (NULL when none is planned).
+    Column("remind_at", UTCDateTime, nullable=True, index=True),
+    Column("escalate_at", UTCDateTime, nullable=True, index=True),
+    Column("escalations", Integer, nullable=False, server_default="0"),
+)
+hazard_photos = Table(
+    "hazard_photos",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("hazard_id", Integer, ForeignKey("hazards.id"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # before | after
+    Column("file_id", String(256), nullable=False),
+    Column("file_unique_id", String(128), nullable=False),
+    Column("size", Integer, nullable=True),
+    Column("path", String(256), nullable=True),  # under DATA_DIR, by content hash
+    Column("note", String(256), nullable=True),
+    Column("added_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+hazard_events = Table(
+    "hazard_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("hazard_id", Integer, ForeignKey("hazards.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_id", Integer, ForeignKey("people.id"), nullable=True),
+    Column("kind", String(24), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+# Inspection checklists (检查表): a named list of items an inspector walks through. Importing a
+# template again under the same name retires its items (retired_at) and adds the new ones, so an
+# earlier inspection still points at the items it was asked.
+checklist_templates = Table(
+    "checklist_templates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("created_by", Integer, ForeignKey("people.id"), nullable=True),  # NULL: the CLI
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("1")),
+)
+checklist_items = Table(
+    "checklist_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "template_id", Integer, ForeignKey("checklist_templates.id"), nullable=False, index=True
+    ),
+    Column("position", Integer, nullable=False),
+    Column("text", String(200), nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+# One walk of a template: the record that the inspection happened (state done), with the items
+# as they were when it started (item_ids, in order).
+inspections = Table(
+    "inspections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("template_id", Integer, ForeignKey("checklist_templates.id"), nullable=False),
+    Column("inspector_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("place", String(256), nullable=False, server_default=""),
+    Column("item_ids", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # in_progress | done | abandoned
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True, index=True),
+)
+inspection_results = Table(
+    "inspection_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("inspection_id", Integer, ForeignKey("inspections.id"), nullable=False),
+    Column("item_id", Integer, ForeignKey("checklist_items.id"), nullable=False),
+    Column("result", String(16), nullable=False),  # pass | fail | not_applicable
+    Column("note", Text, nullable=True),
+    Column("photo_file_id", String(256), nullable=True),
+    Column("photo_path", String(256), nullable=True),
+    Column("hazard_id", Integer, ForeignKey("hazards.id"), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("inspection_id", "item_id", name="uq_inspection_results_inspection_id"),
+)
