@@ -17,12 +17,12 @@ from telegram.ext import (
     filters,
 )
 
-from bot.errors import DomainError, StaleButton
+from bot.errors import DomainError, NotAllowed, StaleButton
 from bot.outbox import Button
 from bot.outbox.telegram import inline_keyboard
 from bot.services import hazards, reports
 from bot.services.hazards import Category, Hazard, Severity
-from bot.services.models import Actor
+from bot.services.models import Actor, Role
 from bot.services.reports import PhotoIn
 from handlers.common import actor_of, button, pressed, reply, text
 from handlers.context import BotContext
@@ -147,6 +147,8 @@ async def pressed_action(update: Update, context: BotContext) -> None:
     rt = context.runtime
     if action == "classify" and value is None:
         hazard = await hazards.get(rt, hazard_id)
+        if hazard.reporter.id != actor.person.id and not hazards.is_handler(actor, hazard):
+            raise NotAllowed(needed=Role.OFFICER, unit=hazard.unit.path)
         await query.answer()
         await _ask_classification(update, context, hazard)
     elif action == "cat" and value in Category.__members__.values():

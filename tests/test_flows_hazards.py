@@ -315,3 +315,20 @@ async def test_guided_hazard_flow(
     # /cancel leaves nothing behind.
     await say(fake_telegram, guard, "/hazard", "第 1 步")
     await say(fake_telegram, guard, "/cancel", "已取消")
+
+
+async def test_an_informants_photo_waits_for_an_officer(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    informant = fake_telegram.user(915, "小林", username="lin")
+    officer: FakeUser = school["officer"]
+    await enrol(fake_telegram, school["boss"], informant, "informant 信息学院/计科2201")
+    since = len(fake_telegram.calls)
+    await informant.send_photo(PNG, caption="/hazard 实验室门口堆放纸箱")
+    await said(fake_telegram, informant.id, "待值班员核实", since)
+    card = await said(fake_telegram, officer.id, "待核实的隐患 H-0001", since)
+    since = len(fake_telegram.calls)
+    await officer.click(card, "hz:confirm:1")
+    await said(fake_telegram, officer.id, "H-0001 已核实登记", since)
+    await said(fake_telegram, informant.id, "已核实登记", since)
+    assert "已登记" in await alert(fake_telegram, officer, card, "hz:confirm:1")  # stale

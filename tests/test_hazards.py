@@ -242,3 +242,23 @@ def test_deadline_setting_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="urgent"):
         make_settings(tmp_path, hazard_deadlines="urgent=1d,major=1d,serious=2d,routine=3d")
     assert isinstance(settings, Settings)
+
+
+async def test_dismissing_and_interim_measures(rt: Runtime, school: dict[str, Actor]) -> None:
+    hazard = await hazards.register(rt, school["informant"], draft())
+    with pytest.raises(NotAllowed):
+        await hazards.dismiss(rt, school["guard"], hazard.id, "不是隐患")
+    with pytest.raises(hazards.EmptyHazard):
+        await hazards.dismiss(rt, school["officer"], hazard.id, " ")
+    noted = await hazards.record_interim(rt, school["officer"], hazard.id, "拉警戒线")
+    assert noted.hazard.interim_measures == "拉警戒线"
+    more = await hazards.add_photos(rt, school["informant"], hazard.id, [AFTER])
+    assert len(more.hazard.before_photos) == 2
+    dismissed = await hazards.dismiss(rt, school["officer"], hazard.id, "已有 H-0002 登记")
+    assert dismissed.hazard.state is State.DISMISSED
+    (notice,) = await messages(rt, "hazards.dismissed_notice")
+    assert notice.address == "24"
+    with pytest.raises(hazards.WrongState):
+        await hazards.record_interim(rt, school["officer"], hazard.id, "再说")
+    summary = await hazards.summary(rt, school["officer"])
+    assert summary.total == 0  # dismissed and unconfirmed hazards are not in the ledger
