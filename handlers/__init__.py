@@ -14,6 +14,7 @@ from handlers import (
     duty,
     errors,
     fallback,
+    flows,
     groups,
     hazard_actions,
     hazards,
@@ -35,6 +36,7 @@ __all__ = ["publish_command_menus", "publish_personal_menus", "register"]
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every handler; the fallback goes last so it only sees what nothing else took."""
     for module in (
+        flows,
         prompts,
         hazards,  # its flow's /cancel before the reports' "nothing to cancel"
         hazard_actions,

@@ -27,6 +27,7 @@ from bot.services.models import Purpose, Role
 from handlers.commands import command
 from handlers.common import actor_of, button, is_private, pressed, recipient_of, reply, show
 from handlers.context import BotContext
+from handlers.flows import Flow
 from handlers.hazard_actions import IMAGE, card_buttons, received_image, send_photos, show_hazard
 
 FLOW = "hf:"
@@ -405,7 +406,7 @@ async def turn_page(update: Update, context: BotContext) -> None:
     await list_hazards(update, context, which, int(page))
 
 
-def _flow_handler() -> ConversationHandler[Any]:
+def _flow_handler() -> Flow:
     flow = f"^{FLOW}"
     back = {
         state: CallbackQueryHandler(_back_from(state), pattern=f"{flow}back$") for state in STEPS
@@ -413,7 +414,9 @@ def _flow_handler() -> ConversationHandler[Any]:
     cancel = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PTBUserWarning)
-        return ConversationHandler(
+        return Flow(
+            commands=("hazard",),
+            forget=(DRAFT,),
             entry_points=[CommandHandler("hazard", begin, filters=PRIVATE)],
             states={
                 PHOTOS: [

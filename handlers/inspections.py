@@ -29,6 +29,7 @@ from bot.services.reports import PhotoIn
 from handlers.commands import command
 from handlers.common import actor_of, button, pressed, reply, text
 from handlers.context import BotContext
+from handlers.flows import Flow
 
 FLOW = "if:"
 WALK = "safecampus.inspection"
@@ -382,13 +383,14 @@ async def inspect_elsewhere(update: Update, context: BotContext) -> None:
     """Reached only outside private chats (the guard answers where /inspect works)."""
 
 
-def _flow_handler() -> ConversationHandler[Any]:
+def _flow_handler() -> Flow:
     step = CallbackQueryHandler(answered, pattern=f"^{FLOW}")
     photo_buttons = CallbackQueryHandler(photo_step, pattern=f"^{FLOW}")
     with warnings.catch_warnings():
         # Our CallbackQueryHandlers track the person, not a message: that is what we want.
         warnings.simplefilter("ignore", PTBUserWarning)
-        return ConversationHandler(
+        return Flow(
+            commands=("inspect",),
             entry_points=[CommandHandler("inspect", begin, filters=PRIVATE)],
             states={
                 ITEM: [step, MessageHandler(~filters.COMMAND, not_an_answer)],

@@ -26,6 +26,7 @@ from bot.services.reports import Category, Draft, PhotoIn, Severity
 from handlers.commands import command
 from handlers.common import actor_of, button, pressed, reply, show, text
 from handlers.context import BotContext
+from handlers.flows import Flow
 from handlers.report_actions import detail_buttons
 
 FLOW = "rf:"
@@ -394,7 +395,7 @@ async def nothing_to_cancel(update: Update, context: BotContext) -> None:
     await reply(update, context, "reports/nothing_to_cancel.j2")
 
 
-def _flow_handler() -> ConversationHandler[Any]:
+def _flow_handler() -> Flow:
     flow = f"^{FLOW}"
     back = {
         state: CallbackQueryHandler(_back_from(state), pattern=f"{flow}back$")
@@ -405,7 +406,9 @@ def _flow_handler() -> ConversationHandler[Any]:
     with warnings.catch_warnings():
         # Our CallbackQueryHandlers track the person, not a message: that is what we want.
         warnings.simplefilter("ignore", PTBUserWarning)
-        return ConversationHandler(
+        return Flow(
+            commands=("report",),
+            forget=(DRAFT,),
             entry_points=[
                 CommandHandler("report", begin, filters=PRIVATE),
                 CommandHandler("start", begin, filters=PRIVATE & filters.Regex(r"^/start report$")),

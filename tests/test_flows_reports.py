@@ -340,3 +340,19 @@ async def test_another_command_drops_a_pending_prompt(
     rt = runtime_of(app)
     view = await reports.view(rt, await _actor(rt, officer), 1)
     assert view.report.state is reports.State.OPEN
+
+
+async def test_a_flow_left_open_does_not_catch_the_next_flows_messages(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    informant: FakeUser = school["informant"]
+    await say(fake_telegram, informant, "/hazard", expect="")  # started, then left open
+    started = await say(fake_telegram, informant, "/report", expect="第 1 步")
+    await informant.click(started, "rf:cat:security")
+    await informant.click(started, "rf:sev:routine")
+    await fake_telegram.wait_for(
+        lambda c: c.method == "editMessageText" and "第 3 步" in (c.visible_text or "")
+    )
+    await say(fake_telegram, informant, "操场有人受伤", expect="第 4 步")  # the report got it
+    await say(fake_telegram, informant, "/cancel", expect="取消")
+    await say(fake_telegram, informant, "随便说说", expect="/help")  # no flow catches it now
