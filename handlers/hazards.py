@@ -19,7 +19,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot.errors import StaleButton
+from bot.errors import NotAllowed, StaleButton
 from bot.outbox import Button
 from bot.services import hazards, org
 from bot.services.hazards import Category, HazardDraft, Severity
@@ -316,6 +316,9 @@ async def quick_photo(update: Update, context: BotContext) -> None:
         group = await org.group_status(context.runtime, recipient_of(chat))
         if group is None or group.purpose not in QUICK_GROUPS:
             return
+    if not hazards.may_report(await actor_of(update, context)):
+        # Refuse before downloading: a stranger must not be able to fill DATA_DIR.
+        raise NotAllowed(needed=Role.GUARD, unit="")
     description = hazards.caption_text(message.caption) or ""
     photo = await received_image(update, context, message)
     await _register(update, context, HazardDraft(description=description, photos=[photo]))

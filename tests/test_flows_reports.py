@@ -356,3 +356,13 @@ async def test_a_flow_left_open_does_not_catch_the_next_flows_messages(
     await say(fake_telegram, informant, "操场有人受伤", expect="第 4 步")  # the report got it
     await say(fake_telegram, informant, "/cancel", expect="取消")
     await say(fake_telegram, informant, "随便说说", expect="/help")  # no flow catches it now
+
+
+async def test_a_strangers_hazard_photo_is_refused_before_it_is_downloaded(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    stranger = fake_telegram.user(998, "路人")
+    await stranger.send_photo(PNG, caption="#隐患 这里有问题")
+    refused = await fake_telegram.next_message(stranger.id)
+    assert "权限" in (refused.visible_text or "")
+    assert not any(c.method in ("getFile", "downloadFile") for c in fake_telegram.calls)
