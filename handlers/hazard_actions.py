@@ -26,7 +26,7 @@ from bot.services.models import Actor, Role
 from bot.services.reports import PhotoIn
 from handlers.common import actor_of, button, pressed, reply, text
 from handlers.context import BotContext
-from handlers.prompts import expect, on_answer
+from handlers.prompts import PENDING, expect, on_answer
 
 ACTION = "hz:"
 FIX = "safecampus.hazard_fix"  # (hazard id, monotonic time): the next photo is the fix
@@ -39,6 +39,7 @@ DOWNLOAD_LIMIT = 20 * 1024 * 1024
 PRIVATE_MESSAGE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 IMAGE = filters.PHOTO | filters.Document.IMAGE
 TYPED = {"interim", "reject", "extend", "dismiss"}
+PROMPTING = TYPED | {"assign", "unit"}  # the buttons that ask the person to type
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -143,6 +144,12 @@ def _parse(data: str) -> tuple[str, int, str | None]:
 async def pressed_action(update: Update, context: BotContext) -> None:
     query, data = pressed(update, ACTION)
     action, hazard_id, value = _parse(data)
+    pending_fix = (context.user_data or {}).get(FIX)
+    if pending_fix is not None and (pending_fix[0] != hazard_id or action in PROMPTING):
+        # Busy with another hazard, or about to type something: a later photo must not
+        # become the pending fix.
+        assert context.user_data is not None
+        context.user_data.pop(FIX, None)
     actor = await actor_of(update, context)
     rt = context.runtime
     if action == "classify" and value is None:
@@ -341,7 +348,8 @@ async def _extend(update: Update, context: BotContext, typed: str, args: tuple[A
 
 async def fix_photo(update: Update, context: BotContext) -> None:
     """After "Submit fix": the next photo in private is the "after" photo, its caption the
-    note. A command drops the pending fix (/cancel says so)."""
+    note. A command, a photo captioned with one, another hazard's button or any typed prompt
+    started since drops the pending fix (/cancel says so)."""
     assert context.user_data is not None
     if FIX not in context.user_data:
         return
@@ -354,9 +362,18 @@ async def fix_photo(update: Update, context: BotContext) -> None:
                 await reply(update, context, "reports/prompts/cancelled.j2")
                 raise ApplicationHandlerStop
         return
+    hazard_id, since = context.user_data[FIX]
+    prompt = context.user_data.get(PENDING)
+    if (message.caption or "").lstrip().startswith("/") or (
+        prompt is not None and prompt[2] >= since
+    ):
+        # A command in the caption (/report, /hazard…) or a typed prompt started after
+        # "Submit fix": the person moved on, so the photo is theirs and the fix is dropped.
+        context.user_data.pop(FIX, None)
+        return
     if hazards.caption_text(message.caption) is not None:
-        return  # a new hazard, not this fix
-    hazard_id, since = context.user_data.pop(FIX)
+        return  # a new hazard ("#隐患"), not this fix
+    context.user_data.pop(FIX)
     if time.monotonic() - since > FIX_SECONDS:
         return
     try:

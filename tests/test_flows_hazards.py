@@ -152,13 +152,17 @@ async def test_photo_to_verified_close_with_daily_escalation(
     hazard = await hazards.get(rt, 1)
     assert hazard.deadline == clock.current + timedelta(days=3)
 
-    # Past the deadline: one overdue notice a day, however often the job runs.
+    # Past the deadline: one overdue notice a day, however often the job runs, to the
+    # officers, the admins and the leader (on duty; with no roster every leader stands in).
+    leader = fake_telegram.user(916, "孙校长", username="sun")
+    await enrol(fake_telegram, school["boss"], leader, "leader")
     clock.advance(days=3, minutes=1)
     since = len(fake_telegram.calls)
     assert len((await hazard_job.run(rt)).escalated) == 1
     assert not (await hazard_job.run(rt)).escalated
     await said(fake_telegram, officer.id, "逾期未整改", since)
     await said(fake_telegram, SUPERADMIN_ID, "逾期未整改", since)
+    await said(fake_telegram, leader.id, "逾期未整改", since)
     clock.advance(days=1)
     assert [h.escalations for h in (await hazard_job.run(rt)).escalated] == [2]
 
@@ -332,3 +336,82 @@ async def test_an_informants_photo_waits_for_an_officer(
     await said(fake_telegram, officer.id, "H-0001 已核实登记", since)
     await said(fake_telegram, informant.id, "已核实登记", since)
     assert "已登记" in await alert(fake_telegram, officer, card, "hz:confirm:1")  # stale
+
+
+async def _state(app: AnyApp, telegram: FakeBotAPI, user: FakeUser, ref: str) -> Any:
+    """The hazard once every earlier update of ``user`` was handled (updates are handled in
+    order, so the answer to /hazards comes after theirs)."""
+    await say(telegram, user, f"/hazards {ref}", "经过")
+    return await hazards.get(runtime_of(app), hazards.parse_reference(ref))
+
+
+async def test_a_pending_fix_takes_only_its_own_photo(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    officer: FakeUser = school["officer"]
+    head: FakeUser = school["head"]
+    rt = runtime_of(app)
+    guard_actor, officer_actor = await _actor(app, 911), await _actor(app, 912)
+    since = len(fake_telegram.calls)
+    for text in ("三楼消防通道堵塞", "配电箱未上锁"):
+        draft = hazards.HazardDraft(description=text, severity=hazards.Severity.ROUTINE)
+        found = await hazards.register(rt, guard_actor, draft)
+        await hazards.assign(rt, officer_actor, found.id, "总务处")
+    notice = await said(fake_telegram, head.id, "隐患整改通知 H-0001", since)
+
+    # A photo captioned with a command is that command's, and the person moved on.
+    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    await head.send_photo(PNG + b"fight", caption="/report 门口有人打架")
+    assert (await _state(app, fake_telegram, head, "H-0001")).state is hazards.State.RECTIFYING
+    await head.send_photo(PNG + b"late", caption="已清理")
+    hazard = await _state(app, fake_telegram, head, "H-0001")
+    assert hazard.state is hazards.State.RECTIFYING
+    assert hazard.after_photos == []
+
+    # Another hazard's button drops the pending fix too.
+    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    await click(fake_telegram, head, notice, "hz:view:2", head.id, "配电箱未上锁")
+    await head.send_photo(PNG + b"which", caption="已清理")
+    for ref in ("H-0001", "H-0002"):
+        hazard = await _state(app, fake_telegram, head, ref)
+        assert hazard.state is hazards.State.RECTIFYING
+
+    # So does a typed prompt started after "Submit fix" (an officer who also heads 总务处).
+    await enrol(fake_telegram, school["boss"], officer, "unit_head 总务处")
+    detail = await say(fake_telegram, officer, "/hazards H-0001", "经过")
+    await click(fake_telegram, officer, detail, "hz:fix:1", officer.id, "整改后的照片")
+    await click(fake_telegram, officer, detail, "hz:extend:1", officer.id, "新的期限")
+    await officer.send_photo(PNG + b"extend", caption="已清理")
+    hazard = await _state(app, fake_telegram, officer, "H-0001")
+    assert hazard.state is hazards.State.RECTIFYING
+
+    # The fix itself still works.
+    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    since = len(fake_telegram.calls)
+    await head.send_photo(PNG + b"fixed", caption="已清理杂物")
+    await said(fake_telegram, head.id, "等待验收", since)
+    assert (await hazards.get(rt, 1)).state is hazards.State.AWAITING_VERIFICATION
+
+
+async def test_a_head_of_another_unit_is_refused(
+    app: AnyApp, fake_telegram: FakeBotAPI, school: dict[str, Any]
+) -> None:
+    other = fake_telegram.user(917, "钱处长", username="qian")
+    await enrol(fake_telegram, school["boss"], other, "unit_head 设备处")
+    rt = runtime_of(app)
+    draft = hazards.HazardDraft(description="三楼消防通道堵塞", severity=hazards.Severity.ROUTINE)
+    found = await hazards.register(rt, await _actor(app, 911), draft)
+    await hazards.assign(rt, await _actor(app, 912), found.id, "总务处")
+    refused = await say(fake_telegram, other, "/hazards H-0001", "找不到隐患")
+    text = await alert(fake_telegram, other, refused, "hz:fix:1")
+    assert "部门负责人" in text
+    since = len(fake_telegram.calls)
+    await other.send_photo(PNG + b"fake", caption="修好了")
+    await say(fake_telegram, other, "/hazards H-0001", "找不到隐患")
+    assert not [c for c in fake_telegram.calls[since:] if "等待验收" in (c.visible_text or "")]
+    hazard = await hazards.get(rt, 1)
+    assert hazard.state is hazards.State.RECTIFYING
+    assert hazard.photos == []
+    assert hazard.fixed_by is None
+    view = await hazards.view(rt, await _actor(app, 912), 1)
+    assert [e.kind for e in view.events] == ["registered", "assigned"]

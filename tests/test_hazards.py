@@ -262,3 +262,102 @@ async def test_dismissing_and_interim_measures(rt: Runtime, school: dict[str, Ac
         await hazards.record_interim(rt, school["officer"], hazard.id, "再说")
     summary = await hazards.summary(rt, school["officer"])
     assert summary.total == 0  # dismissed and unconfirmed hazards are not in the ledger
+
+
+async def test_no_photos_for_a_closed_or_dismissed_hazard(
+    rt: Runtime, school: dict[str, Actor]
+) -> None:
+    dismissed = await hazards.register(rt, school["guard"], draft(severity=Severity.ROUTINE))
+    await hazards.dismiss(rt, school["officer"], dismissed.id, "重复登记")
+    with pytest.raises(hazards.HazardClosed):
+        await hazards.add_photos(rt, school["guard"], dismissed.id, [AFTER])
+    closed = await hazards.register(rt, school["guard"], draft(severity=Severity.ROUTINE))
+    await hazards.assign(rt, school["officer"], closed.id, "总务处")
+    await hazards.submit_fix(rt, school["head"], closed.id, "已清理", [AFTER])
+    await hazards.verify(rt, school["officer"], closed.id)
+    with pytest.raises(hazards.HazardClosed):
+        await hazards.add_photos(rt, school["officer"], closed.id, [BEFORE])
+    for hazard_id in (dismissed.id, closed.id):
+        view = await hazards.view(rt, school["officer"], hazard_id)
+        assert len(view.hazard.before_photos) == 1
+        assert "photo" not in [e.kind for e in view.events]
+    for locale in ("zh_CN", "en"):
+        said = rt.renderer.render(locale, "hazards/errors/closed.j2", hazard=view.hazard)
+        assert view.hazard.ref in said
+
+
+async def test_the_reporter_only_fills_what_is_missing(
+    rt: Runtime, school: dict[str, Actor]
+) -> None:
+    hazard = await hazards.register(rt, school["guard"], draft())
+    await hazards.complete(rt, school["guard"], hazard.id, category=Category.FIRE)
+    await hazards.complete(rt, school["guard"], hazard.id, severity=Severity.SERIOUS)
+    # Once set, a field is the officers' to correct, never the reporter's.
+    with pytest.raises(NotAllowed):
+        await hazards.complete(rt, school["guard"], hazard.id, severity=Severity.ROUTINE)
+    with pytest.raises(NotAllowed):
+        await hazards.complete(rt, school["guard"], hazard.id, category=Category.OTHER)
+    same = await hazards.complete(rt, school["guard"], hazard.id, severity=Severity.SERIOUS)
+    assert not same.changed  # a stale button repeating the choice is harmless
+    await hazards.assign(rt, school["officer"], hazard.id, "总务处")
+    # Raising it to 重大 under rectification needs interim measures on record first.
+    with pytest.raises(hazards.NeedsInterimMeasures):
+        await hazards.complete(rt, school["officer"], hazard.id, severity=Severity.MAJOR)
+    assert (await hazards.get(rt, hazard.id)).severity is Severity.SERIOUS
+    await hazards.record_interim(rt, school["officer"], hazard.id, "拉警戒线")
+    raised = await hazards.complete(rt, school["officer"], hazard.id, severity=Severity.MAJOR)
+    assert raised.hazard.severity is Severity.MAJOR
+    with pytest.raises(NotAllowed):  # the reporter cannot downgrade it during rectification
+        await hazards.complete(rt, school["guard"], hazard.id, severity=Severity.ROUTINE)
+    assert (await hazards.get(rt, hazard.id)).severity is Severity.MAJOR
+
+
+async def test_reassigning_keeps_the_deadline_even_when_overdue(
+    rt: Runtime, clock: FakeClock, school: dict[str, Actor]
+) -> None:
+    await enrol(rt, school["boss"], 27, "unit_head", "设备处")
+    hazard = await hazards.register(rt, school["guard"], draft(severity=Severity.SERIOUS))
+    deadline = rt.now() + timedelta(days=3)
+    await hazards.assign(rt, school["officer"], hazard.id, "总务处", deadline=deadline)
+    # A different deadline on reassignment would bypass "extend" and its recorded reason.
+    with pytest.raises(hazards.DeadlineKept):
+        await hazards.assign(
+            rt, school["officer"], hazard.id, "设备处", deadline=deadline + timedelta(days=9)
+        )
+    assert (await hazards.get(rt, hazard.id)).deadline == deadline
+    clock.advance(days=4)  # overdue
+    assert len((await hazard_job.run(rt)).escalated) == 1
+    moved = await hazards.assign(rt, school["officer"], hazard.id, "设备处")
+    assert moved.hazard.responsible_unit is not None
+    assert moved.hazard.responsible_unit.path == "设备处"
+    assert moved.hazard.deadline == deadline
+    assert moved.hazard.overdue(rt.now())
+    # The escalation plan is the hazard's, not the unit's: no extra notice the same day.
+    assert not (await hazard_job.run(rt)).escalated
+    same = await hazards.assign(rt, school["officer"], hazard.id, "总务处", deadline=deadline)
+    assert same.hazard.deadline == deadline  # naming the same deadline is fine
+    view = await hazards.view(rt, school["officer"], hazard.id)
+    assert [e.kind for e in view.events].count("extended") == 0
+    for locale in ("zh_CN", "en"):
+        assert hazard.ref in rt.renderer.render(
+            locale, "hazards/errors/deadline_kept.j2", hazard=moved.hazard
+        )
+
+
+async def test_a_head_of_another_unit_sees_and_fixes_nothing(
+    rt: Runtime, school: dict[str, Actor]
+) -> None:
+    hazard = await hazards.register(rt, school["guard"], draft(severity=Severity.ROUTINE))
+    await hazards.assign(rt, school["officer"], hazard.id, "总务处")
+    other = school["other_head"]  # 设备处
+    with pytest.raises(hazards.UnknownHazard):
+        await hazards.view(rt, other, hazard.id)
+    with pytest.raises(hazards.NotUnitHead):
+        await hazards.for_fix(rt, other, hazard.id)
+    with pytest.raises(hazards.NotUnitHead):
+        await hazards.submit_fix(rt, other, hazard.id, "修好了", [AFTER])
+    assert (await hazards.listing(rt, other, "mine")).total == 0
+    after = await hazards.view(rt, school["officer"], hazard.id)
+    assert after.hazard.state is State.RECTIFYING
+    assert after.hazard.after_photos == []
+    assert [e.kind for e in after.events] == ["registered", "assigned"]

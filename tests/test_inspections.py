@@ -190,3 +190,77 @@ async def test_an_abandoned_walk_is_not_done(rt: Runtime, clock: FakeClock) -> N
     informant = await enrol(rt, admin, 401, "informant")
     with pytest.raises(NotAllowed):
         await inspections.list_checklists(rt, informant)
+
+
+async def test_a_crash_after_the_hazard_does_not_register_it_twice(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await boss(rt)
+    await inspections.import_checklists(rt, admin, DORM.encode(), "dorm.yaml")
+    guard = await enrol(rt, admin, 301, "guard")
+    (checklist,) = await inspections.list_checklists(rt, guard)
+    inspection = await inspections.start(rt, guard, checklist, "3号楼")
+    item = inspection.items[1]
+    real = inspections._own_in_progress
+    calls = 0
+
+    async def crash_on_the_result(*args: object) -> inspections.Inspection:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the result's transaction, after the hazard was committed
+            raise RuntimeError("power cut")
+        return await real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inspections, "_own_in_progress", crash_on_the_result)
+    with pytest.raises(RuntimeError):
+        await inspections.answer(rt, guard, inspection.id, item.id, Result.FAIL)
+    monkeypatch.setattr(inspections, "_own_in_progress", real)
+    assert await count(rt, hazard_table) == 1
+    again = await inspections.answer(rt, guard, inspection.id, item.id, Result.FAIL)
+    assert await count(rt, hazard_table) == 1
+    assert again.hazard_refs == ["H-0001"]
+
+
+async def test_a_fail_answered_again_stays_on_record_as_superseded(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    admin = await boss(rt)
+    await inspections.import_checklists(rt, admin, DORM.encode(), "dorm.yaml")
+    guard = await enrol(rt, admin, 301, "guard")
+    (checklist,) = await inspections.list_checklists(rt, guard)
+    inspection = await inspections.start(rt, guard, checklist)
+    first, second, third = inspection.items
+    await inspections.answer(rt, guard, inspection.id, first.id, Result.FAIL)
+    # Back to the item: it passes after all. The hazard stays, and so does the link.
+    passed = await inspections.answer(rt, guard, inspection.id, first.id, Result.PASS)
+    earlier = passed.result_of(first.id)
+    assert earlier is not None
+    assert earlier.superseded
+    assert earlier.hazard_ref == "H-0001"
+    # Failing it once more reuses that hazard rather than registering another.
+    await inspections.answer(rt, guard, inspection.id, second.id, Result.FAIL)
+    await inspections.answer(rt, guard, inspection.id, second.id, Result.NOT_APPLICABLE)
+    await inspections.answer(rt, guard, inspection.id, second.id, Result.FAIL)
+    await inspections.answer(rt, guard, inspection.id, third.id, Result.PASS)
+    done = await inspections.finish(rt, guard, inspection.id)
+    assert await count(rt, hazard_table) == 2
+    assert done.counts() == {"pass": 2, "fail": 1, "not_applicable": 0}
+    assert done.hazard_refs == ["H-0002"]
+    assert done.superseded_refs == ["H-0001"]
+    for locale, words in (("zh_CN", "不通过后又改判：H-0001"), ("en", "after a fail: H-0001")):
+        summary = rt.renderer.render(locale, "inspections/flow/summary.j2", inspection=done)
+        assert words in summary
+    # The ledger tells the same story.
+    first_view = await hazards.view(rt, admin, 1)
+    assert [(e.kind, e.detail.get("result")) for e in first_view.events] == [
+        ("registered", None),
+        ("reanswered", "pass"),
+    ]
+    second_view = await hazards.view(rt, admin, 2)
+    assert [e.detail.get("result") for e in second_view.events if e.kind == "reanswered"] == [
+        "not_applicable",
+        "fail",
+    ]
+    for locale, words in (("zh_CN", "已被取代"), ("en", "the fail is superseded")):
+        detail = rt.renderer.render(locale, "hazards/detail.j2", view=first_view, now=clock.current)
+        assert words in detail

@@ -144,6 +144,19 @@ class NotADepartment(DomainError):
     template = "hazards/errors/not_a_department.j2"
 
 
+class HazardClosed(DomainError):
+    """Nothing more may be added to a closed or dismissed hazard (the record is final)."""
+
+    template = "hazards/errors/closed.j2"
+
+
+class DeadlineKept(DomainError):
+    """Reassigning a hazard under rectification keeps its deadline: a new one goes through
+    ``extend``, which records who granted it and why."""
+
+    template = "hazards/errors/deadline_kept.j2"
+
+
 # --- models ----------------------------------------------------------------------------------
 
 
@@ -159,6 +172,9 @@ class HazardDraft(BaseModel):
     checkpoint_id: int | None = None
     photos: list[PhotoIn] = Field(default_factory=list)
     inspection_id: int | None = None
+    # The checklist item that failed: recorded on the "registered" event so that a retried
+    # answer finds the hazard it already registered (see ``for_inspection_item``).
+    inspection_item: int | None = None
 
 
 class HazardPhoto(BaseModel):
@@ -671,6 +687,7 @@ async def register(rt: Runtime, actor: Actor, draft: HazardDraft) -> Hazard:
             "reported" if informant_only else "registered",
             photos=len(draft.photos),
             inspection=draft.inspection_id,
+            item=draft.inspection_item,
         )
         hazard = await _load(conn, hazard_id)
         await _tell_handlers(conn, rt, hazard, "hazards/card.j2", "hazards.new")
@@ -685,11 +702,15 @@ async def complete(
     category: Category | None = None,
     severity: Severity | None = None,
 ) -> Handling:
-    """Set (or correct) the category or severity: the reporter or an officer, while open."""
+    """Set the category or severity while open. The reporter may only fill what a quick
+    report left open; correcting a field already set takes an officer or admin of the scope
+    (a reporter must not downgrade a 重大 hazard under rectification). Raising a hazard
+    already assigned to 重大 needs interim measures on record, as assigning one does."""
     now = rt.now()
     async with rt.db.transaction() as conn:
         hazard = await _load(conn, hazard_id)
-        if hazard.reporter.id != actor.person.id and not is_handler(actor, hazard):
+        handler = is_handler(actor, hazard)
+        if hazard.reporter.id != actor.person.id and not handler:
             raise NotAllowed(needed=Role.OFFICER, unit=hazard.unit.path)
         if not hazard.state.open:
             raise WrongState(hazard=hazard)
@@ -700,23 +721,62 @@ async def complete(
             values["severity"] = severity
         if not values:
             return Handling(hazard=hazard, changed=False)
+        if not handler and any(getattr(hazard, name) is not None for name in values):
+            raise NotAllowed(needed=Role.OFFICER, unit=hazard.unit.path)
+        if (
+            values.get("severity") is Severity.MAJOR
+            and hazard.state in (State.RECTIFYING, State.AWAITING_VERIFICATION)
+            and not hazard.interim_measures
+        ):
+            raise NeedsInterimMeasures(hazard=hazard)
         await conn.execute(update(hazards).where(hazards.c.id == hazard_id).values(**values))
         await _event(conn, hazard_id, now, actor, "classified", **values)
         return Handling(hazard=await _load(conn, hazard_id))
 
 
 async def add_photos(rt: Runtime, actor: Actor, hazard_id: int, photos: list[PhotoIn]) -> Handling:
-    """More "before" photos from the reporter or an officer while the hazard is open."""
+    """More "before" photos from the reporter or an officer while the hazard is open (a
+    closed or dismissed hazard's record is final)."""
     now = rt.now()
     async with rt.db.transaction() as conn:
         hazard = await _load(conn, hazard_id)
         if hazard.reporter.id != actor.person.id and not is_handler(actor, hazard):
             raise NotAllowed(needed=Role.OFFICER, unit=hazard.unit.path)
+        if not hazard.state.open:
+            raise HazardClosed(hazard=hazard)
         if len(hazard.before_photos) + len(photos) > MAX_PHOTOS:
             raise TooLong(limit=MAX_PHOTOS, length=len(hazard.before_photos) + len(photos))
         await _add_photos(conn, hazard_id, PhotoKind.BEFORE, photos, actor, now)
         await _event(conn, hazard_id, now, actor, "photo", count=len(photos))
         return Handling(hazard=await _load(conn, hazard_id))
+
+
+async def for_inspection_item(rt: Runtime, inspection_id: int, item_id: int) -> int | None:
+    """The hazard an inspection already registered for a checklist item (the first, should
+    there be several), found by the item recorded on its "registered"/"reported" event; None
+    if there is none. Lets a retried answer reuse it instead of registering it twice."""
+    async with rt.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(hazard_events.c.hazard_id, hazard_events.c.detail)
+                .join(hazards, hazards.c.id == hazard_events.c.hazard_id)
+                .where(
+                    hazards.c.inspection_id == inspection_id,
+                    hazard_events.c.kind.in_(["registered", "reported"]),
+                )
+                .order_by(hazard_events.c.hazard_id)
+            )
+        ).all()
+    return next((row.hazard_id for row in rows if row.detail.get("item") == item_id), None)
+
+
+async def record_reanswer(
+    conn: AsyncConnection, hazard_id: int, now: datetime, actor: Actor, result: str
+) -> None:
+    """The inspection item that registered this hazard was answered again (``result``): the
+    ledger keeps the hazard and says that its fail was superseded (or stands again), in the
+    caller's transaction, so the inspection and the ledger tell the same story."""
+    await _event(conn, hazard_id, now, actor, "reanswered", result=result)
 
 
 # --- handling --------------------------------------------------------------------------------
@@ -814,7 +874,8 @@ async def assign(
     """Give the hazard to a responsible unit (by path or id) with a deadline (by default from
     SAFECAMPUS_HAZARD_DEADLINES for its severity); a 重大 hazard needs interim measures.
     The unit's heads are told in private and the unit's group chat too. Reassigning a
-    hazard under rectification keeps its deadline unless a new one is given."""
+    hazard under rectification keeps its deadline (and its reminder and escalation plan,
+    even when overdue): only ``extend`` moves it, with a recorded reason."""
     measures = _check_text(interim, MAX_NOTE) if interim and interim.strip() else None
     now = rt.now()
     async with rt.db.transaction() as conn:
@@ -833,17 +894,18 @@ async def assign(
         )
         if target.is_root:
             raise NotADepartment(path=target.path)
-        if deadline is None:
-            deadline = hazard.deadline or now + rt.settings.hazard_deadlines[hazard.severity.value]
-        if deadline <= now:
-            raise BadDeadline(text=str(deadline))
-        values: dict[str, Any] = {
-            "state": State.RECTIFYING,
-            "responsible_unit_id": target.id,
-            "deadline": deadline,
-            "assigned_at": now,
-            **_plan(deadline, now),
-        }
+        values: dict[str, Any] = {"responsible_unit_id": target.id, "assigned_at": now}
+        if hazard.state is State.RECTIFYING:
+            assert hazard.deadline is not None
+            if deadline is not None and deadline != hazard.deadline:
+                raise DeadlineKept(hazard=hazard)
+            deadline = hazard.deadline  # may be past: an overdue hazard may change hands
+        else:
+            if deadline is None:
+                deadline = now + rt.settings.hazard_deadlines[hazard.severity.value]
+            if deadline <= now:
+                raise BadDeadline(text=str(deadline))
+            values.update(state=State.RECTIFYING, deadline=deadline, **_plan(deadline, now))
         if measures:
             values["interim_measures"] = measures
             await _event(conn, hazard_id, now, actor, "interim", text=measures)
@@ -856,6 +918,7 @@ async def assign(
             "assigned",
             unit=target.path,
             deadline=deadline.isoformat(),
+            previous=hazard.responsible_unit.path if hazard.responsible_unit else None,
         )
         hazard = await _load(conn, hazard_id)
         await _tell_unit(

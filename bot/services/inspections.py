@@ -467,8 +467,14 @@ class ItemResult(BaseModel):
     item: ChecklistItem
     result: Result
     note: str | None
-    hazard_id: int | None
+    hazard_id: int | None  # kept when a fail is answered again: see ``superseded``
     hazard_ref: str | None
+
+    @property
+    def superseded(self) -> bool:
+        """A fail registered a hazard, then the item was answered otherwise: the hazard stays
+        in the ledger (with a "reanswered" event), and the summary says so."""
+        return self.hazard_id is not None and self.result is not Result.FAIL
 
 
 class Inspection(BaseModel):
@@ -488,7 +494,13 @@ class Inspection(BaseModel):
 
     @property
     def hazard_refs(self) -> list[str]:
-        return [r.hazard_ref for r in self.results if r.hazard_ref]
+        """The hazards this inspection's fails registered (and that still stand)."""
+        return [r.hazard_ref for r in self.results if r.hazard_ref and not r.superseded]
+
+    @property
+    def superseded_refs(self) -> list[str]:
+        """Hazards registered by a fail that was later answered otherwise."""
+        return [r.hazard_ref for r in self.results if r.hazard_ref and r.superseded]
 
     def result_of(self, item_id: int) -> ItemResult | None:
         return next((r for r in self.results if r.item.id == item_id), None)
@@ -610,7 +622,13 @@ async def answer(
 ) -> Inspection:
     """Record the answer to one item (again, after going back: the new answer counts). A fail
     registers a hazard linked to the inspection, with the item as its description; a fail
-    answered again keeps the hazard it already registered."""
+    answered again keeps the hazard it already registered.
+
+    The hazard is committed before the result (``hazards.register`` has its own
+    transaction), so a crash in between leaves a hazard without its result: the retry finds
+    it by the item recorded on it and reuses it rather than registering a second one. A fail
+    answered otherwise later keeps its link to the hazard, and the hazard's history records
+    the new answer, so the summary and the ledger agree."""
     if note is not None and len(note) > MAX_NOTE:
         note = note[:MAX_NOTE]
     async with rt.db.read() as conn:
@@ -620,6 +638,14 @@ async def answer(
         raise InspectionOver()
     earlier = inspection.result_of(item_id)
     hazard_id = earlier.hazard_id if earlier is not None else None
+    if hazard_id is not None:
+        assert earlier is not None
+        stood = earlier.result is Result.FAIL  # the hazard counted as this item's finding
+    else:
+        # A hazard registered by a fail whose result was never written (a crash between the
+        # two transactions) is this item's all the same.
+        hazard_id = await hazards.for_inspection_item(rt, inspection.id, item.id)
+        stood = hazard_id is not None
     if result is Result.FAIL and hazard_id is None:
         draft = hazards.HazardDraft(
             category=hazards.Category.FIRE if inspection.fire else hazards.Category.OTHER,
@@ -628,16 +654,15 @@ async def answer(
             place=inspection.place,
             photos=[photo] if photo is not None else [],
             inspection_id=inspection.id,
+            inspection_item=item.id,
         )
-        hazard = await hazards.register(rt, actor, draft)
-        hazard_id = hazard.id
-    if result is not Result.FAIL:
-        # The hazard an earlier "fail" registered stays in the ledger; this item no longer
-        # points at it.
-        hazard_id = None
+        hazard_id = (await hazards.register(rt, actor, draft)).id
+        stood = True
     now = rt.now()
     async with rt.db.transaction() as conn:
         await _own_in_progress(conn, actor, inspection_id)
+        if hazard_id is not None and stood != (result is Result.FAIL):
+            await hazards.record_reanswer(conn, hazard_id, now, actor, result.value)
         values = {
             "result": result.value,
             "note": note,
