@@ -10,12 +10,16 @@ nothing here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Update
 from telegram.ext import Application, ConversationHandler, MessageHandler, filters
 
+from handlers.common import reply
 from handlers.context import BotContext
+
+Step = Callable[[Update, BotContext], Awaitable[int]]
 
 # Before everything else: it only takes note and never stops an update.
 FLOWS_GROUP = -10
@@ -73,6 +77,41 @@ class Flow(ConversationHandler[Any]):
                 with contextlib.suppress(RuntimeError):
                     self._conversations.pop(self._get_key(update), None)
         return super().check_update(update)
+
+
+def step_back(steps: dict[int, Step], state: int) -> Step:
+    """The "back" button of step ``state``: show the step before it again."""
+
+    async def back(update: Update, context: BotContext) -> int:
+        return await steps[state - 1](update, context)
+
+    return back
+
+
+def cancel(draft: str, template: str) -> Step:
+    """/cancel or the cancel button: drop the draft kept under ``draft``, say ``template``."""
+
+    async def cancelled(update: Update, context: BotContext) -> int:
+        assert context.user_data is not None
+        context.user_data.pop(draft, None)
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+            await update.callback_query.edit_message_reply_markup(None)
+        await reply(update, context, template)
+        return ConversationHandler.END
+
+    return cancelled
+
+
+def time_out(draft: str, template: str) -> Callable[[Update, BotContext], Awaitable[None]]:
+    """The flow was left unfinished: drop the draft politely, saying ``template``."""
+
+    async def timed_out(update: Update, context: BotContext) -> None:
+        assert context.user_data is not None
+        context.user_data.pop(draft, None)
+        await reply(update, context, template)
+
+    return timed_out
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -27,7 +27,7 @@ from bot.services.models import Purpose, Role
 from handlers.commands import command
 from handlers.common import actor_of, button, is_private, pressed, recipient_of, reply, show
 from handlers.context import BotContext
-from handlers.flows import Flow
+from handlers.flows import Flow, cancel, step_back, time_out
 from handlers.hazard_actions import IMAGE, card_buttons, received_image, send_photos, show_hazard
 
 FLOW = "hf:"
@@ -264,29 +264,6 @@ async def edit(update: Update, context: BotContext) -> int:
     return await ask_category(update, context)
 
 
-def _back_from(state: int) -> Any:
-    async def back(update: Update, context: BotContext) -> int:
-        return await STEPS[state - 1](update, context)
-
-    return back
-
-
-async def cancelled(update: Update, context: BotContext) -> int:
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await update.callback_query.edit_message_reply_markup(None)
-    await reply(update, context, "hazards/flow/cancelled.j2")
-    return ConversationHandler.END
-
-
-async def timed_out(update: Update, context: BotContext) -> None:
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
-    await reply(update, context, "hazards/flow/timeout.j2")
-
-
 async def _register(update: Update, context: BotContext, draft: HazardDraft) -> None:
     actor = await actor_of(update, context)
     hazard = await hazards.register(context.runtime, actor, draft)
@@ -412,9 +389,11 @@ async def turn_page(update: Update, context: BotContext) -> None:
 def _flow_handler() -> Flow:
     flow = f"^{FLOW}"
     back = {
-        state: CallbackQueryHandler(_back_from(state), pattern=f"{flow}back$") for state in STEPS
+        state: CallbackQueryHandler(step_back(STEPS, state), pattern=f"{flow}back$")
+        for state in STEPS
     }
-    cancel = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
+    cancelled = cancel(DRAFT, "hazards/flow/cancelled.j2")
+    cancel_button = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PTBUserWarning)
         return Flow(
@@ -426,38 +405,40 @@ def _flow_handler() -> Flow:
                     MessageHandler(IMAGE & ~CAPTIONED, photo_added),
                     CallbackQueryHandler(photos_done, pattern=f"{flow}done$"),
                     MessageHandler(~filters.COMMAND & ~CAPTIONED, not_a_photo),
-                    cancel,
+                    cancel_button,
                 ],
                 CATEGORY: [
                     CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"),
                     back[CATEGORY],
-                    cancel,
+                    cancel_button,
                 ],
                 SEVERITY: [
                     CallbackQueryHandler(chose_severity, pattern=f"{flow}sev:"),
                     back[SEVERITY],
-                    cancel,
+                    cancel_button,
                 ],
                 PLACE: [
                     MessageHandler(filters.TEXT & ~filters.COMMAND, place_typed),
                     MessageHandler(filters.LOCATION, place_located),
                     CallbackQueryHandler(place_checkpoint, pattern=f"{flow}cp:"),
                     back[PLACE],
-                    cancel,
+                    cancel_button,
                 ],
                 DESCRIPTION: [
                     MessageHandler(filters.TEXT & ~filters.COMMAND, described),
                     MessageHandler(~filters.TEXT & ~filters.COMMAND & ~CAPTIONED, not_text),
                     back[DESCRIPTION],
-                    cancel,
+                    cancel_button,
                 ],
                 CONFIRM: [
                     CallbackQueryHandler(confirmed, pattern=f"{flow}confirm$"),
                     CallbackQueryHandler(edit, pattern=f"{flow}edit$"),
                     back[CONFIRM],
-                    cancel,
+                    cancel_button,
                 ],
-                ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
+                ConversationHandler.TIMEOUT: [
+                    TypeHandler(Update, time_out(DRAFT, "hazards/flow/timeout.j2"))
+                ],
             },
             fallbacks=[CommandHandler("cancel", cancelled)],
             allow_reentry=True,

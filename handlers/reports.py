@@ -26,7 +26,7 @@ from bot.services.reports import Category, Draft, PhotoIn, Severity
 from handlers.commands import command
 from handlers.common import actor_of, button, pressed, reply, show, text
 from handlers.context import BotContext
-from handlers.flows import Flow
+from handlers.flows import Flow, cancel, step_back, time_out
 from handlers.report_actions import detail_buttons
 
 FLOW = "rf:"
@@ -299,29 +299,6 @@ async def edit(update: Update, context: BotContext) -> int:
     return await ask_category(update, context)
 
 
-def _back_from(state: int) -> Any:
-    async def back(update: Update, context: BotContext) -> int:
-        return await STEPS[state - 1](update, context)
-
-    return back
-
-
-async def cancelled(update: Update, context: BotContext) -> int:
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await update.callback_query.edit_message_reply_markup(None)
-    await reply(update, context, "reports/flow/cancelled.j2")
-    return ConversationHandler.END
-
-
-async def timed_out(update: Update, context: BotContext) -> None:
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
-    await reply(update, context, "reports/flow/timeout.j2")
-
-
 async def _file(update: Update, context: BotContext, draft: Draft) -> None:
     actor = await actor_of(update, context)
     report = await reports.file_report(context.runtime, actor, draft)
@@ -398,11 +375,12 @@ async def nothing_to_cancel(update: Update, context: BotContext) -> None:
 def _flow_handler() -> Flow:
     flow = f"^{FLOW}"
     back = {
-        state: CallbackQueryHandler(_back_from(state), pattern=f"{flow}back$")
+        state: CallbackQueryHandler(step_back(STEPS, state), pattern=f"{flow}back$")
         for state in STEPS
         if state
     }
-    cancel = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
+    cancelled = cancel(DRAFT, "reports/flow/cancelled.j2")
+    cancel_button = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
     with warnings.catch_warnings():
         # Our CallbackQueryHandlers track the person, not a message: that is what we want.
         warnings.simplefilter("ignore", PTBUserWarning)
@@ -418,18 +396,21 @@ def _flow_handler() -> Flow:
                 ),
             ],
             states={
-                CATEGORY: [CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"), cancel],
+                CATEGORY: [
+                    CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"),
+                    cancel_button,
+                ],
                 SEVERITY: [
                     CallbackQueryHandler(chose_severity, pattern=f"{flow}sev:"),
                     back[SEVERITY],
-                    cancel,
+                    cancel_button,
                 ],
                 DESCRIPTION: [
                     MessageHandler(filters.TEXT & ~filters.COMMAND, described),
                     CallbackQueryHandler(kept_description, pattern=f"{flow}keep$"),
                     MessageHandler(~filters.TEXT & ~filters.COMMAND, not_text),
                     back[DESCRIPTION],
-                    cancel,
+                    cancel_button,
                 ],
                 PHOTOS: [
                     MessageHandler(filters.PHOTO, photo_added),
@@ -437,20 +418,22 @@ def _flow_handler() -> Flow:
                     CallbackQueryHandler(photos_done, pattern=f"{flow}done$"),
                     MessageHandler(~filters.COMMAND, not_a_photo),
                     back[PHOTOS],
-                    cancel,
+                    cancel_button,
                 ],
                 ANONYMOUS: [
                     CallbackQueryHandler(chose_anonymity, pattern=f"{flow}anon:"),
                     back[ANONYMOUS],
-                    cancel,
+                    cancel_button,
                 ],
                 CONFIRM: [
                     CallbackQueryHandler(confirmed, pattern=f"{flow}confirm$"),
                     CallbackQueryHandler(edit, pattern=f"{flow}edit$"),
                     back[CONFIRM],
-                    cancel,
+                    cancel_button,
                 ],
-                ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
+                ConversationHandler.TIMEOUT: [
+                    TypeHandler(Update, time_out(DRAFT, "reports/flow/timeout.j2"))
+                ],
             },
             fallbacks=[CommandHandler("cancel", cancelled)],
             allow_reentry=True,
