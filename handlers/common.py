@@ -6,7 +6,7 @@ from typing import Any
 
 from telegram import CallbackQuery, Chat, Message, Update, User
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 
 from bot.errors import StaleButton
 from bot.outbox import Button, Recipient
@@ -125,3 +125,53 @@ async def show(
     except BadRequest as exc:
         if "not modified" not in exc.message.lower():
             raise
+
+
+async def ask_in_private(
+    update: Update,
+    context: BotContext,
+    template: str,
+    *,
+    cannot: str,
+    buttons: list[list[Button]] | None = None,
+    **values: Any,
+) -> None:
+    """Ask the person who pressed a button for something in their private chat (a group is no
+    place to type an outcome or send a photo). If the bot may not write to them there, the
+    button answers with ``cannot`` and nothing else happens."""
+    query = update.callback_query
+    user = update.effective_user
+    assert query is not None
+    assert user is not None
+    try:
+        await context.bot.send_message(
+            user.id,
+            text(update, context, template, **values),
+            parse_mode=ParseMode.HTML,
+            reply_markup=inline_keyboard(buttons or []),
+        )
+    except Forbidden:
+        await query.answer(text(update, context, cannot), show_alert=True)
+        raise StaleButton() from None
+    await query.answer()
+
+
+async def answer_step(
+    update: Update,
+    context: BotContext,
+    *,
+    changed: bool,
+    done: str,
+    current: str,
+    **values: Any,
+) -> None:
+    """Say what a button did (``done``, in the chat); a button that no longer applies answers
+    with the current state (``current``, as an alert) instead of acting twice."""
+    query = update.callback_query
+    assert query is not None
+    if changed:
+        await query.answer()
+        actor = await actor_of(update, context)
+        await reply(update, context, done, by=actor.person, **values)
+    else:
+        await query.answer(text(update, context, current, **values), show_alert=True)

@@ -7,8 +7,7 @@ import time
 from typing import Any
 
 from telegram import Message, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -19,12 +18,11 @@ from telegram.ext import (
 
 from bot.errors import DomainError, NotAllowed, StaleButton
 from bot.outbox import Button
-from bot.outbox.telegram import inline_keyboard
 from bot.services import hazards, reports
 from bot.services.hazards import Category, Hazard, Severity
 from bot.services.models import Actor, Role
 from bot.services.reports import PhotoIn
-from handlers.common import actor_of, button, pressed, reply, text
+from handlers.common import actor_of, answer_step, ask_in_private, button, pressed, reply, text
 from handlers.context import BotContext
 from handlers.prompts import PENDING, expect, on_answer
 
@@ -168,10 +166,10 @@ async def pressed_action(update: Update, context: BotContext) -> None:
         await _ask_classification(update, context, outcome.hazard)
     elif action == "confirm" and value is None:
         outcome = await hazards.confirm(rt, actor, hazard_id)
-        await _answer_outcome(update, context, outcome, "hazards/done/confirmed.j2")
+        await _answer(update, context, outcome, "hazards/done/confirmed.j2")
     elif action == "verify" and value is None:
         outcome = await hazards.verify(rt, actor, hazard_id)
-        await _answer_outcome(update, context, outcome, "hazards/done/verified.j2")
+        await _answer(update, context, outcome, "hazards/done/verified.j2")
     elif action == "assign" and value is None:
         hazard, units = await hazards.departments(rt, actor, hazard_id)
         choices = [
@@ -227,20 +225,17 @@ async def _ask_classification(update: Update, context: BotContext, hazard: Hazar
         await reply(update, context, "hazards/state.j2", hazard=hazard)
 
 
-async def _answer_outcome(
-    update: Update, context: BotContext, outcome: hazards.Handling, done_template: str
+async def _answer(
+    update: Update, context: BotContext, outcome: hazards.Handling, done: str
 ) -> None:
-    """Say what happened; a button that no longer applies answers with the current state."""
-    query = update.callback_query
-    assert query is not None
-    actor = await actor_of(update, context)
-    if outcome.changed:
-        await query.answer()
-        await reply(update, context, done_template, hazard=outcome.hazard, by=actor.person)
-    else:
-        await query.answer(
-            text(update, context, "hazards/state.j2", hazard=outcome.hazard), show_alert=True
-        )
+    await answer_step(
+        update,
+        context,
+        changed=outcome.changed,
+        done=done,
+        current="hazards/state.j2",
+        hazard=outcome.hazard,
+    )
 
 
 async def _prompt(
@@ -250,24 +245,14 @@ async def _prompt(
     buttons: list[list[Button]] | None = None,
     **values: Any,
 ) -> None:
-    """Ask in the person's private chat (a group is no place to type or send a fix)."""
-    query = update.callback_query
-    user = update.effective_user
-    assert query is not None
-    assert user is not None
-    try:
-        await context.bot.send_message(
-            user.id,
-            text(update, context, template, **values),
-            parse_mode=ParseMode.HTML,
-            reply_markup=inline_keyboard(buttons or []),
-        )
-    except Forbidden:
-        await query.answer(
-            text(update, context, "hazards/errors/start_private.j2"), show_alert=True
-        )
-        raise StaleButton() from None
-    await query.answer()
+    await ask_in_private(
+        update,
+        context,
+        template,
+        cannot="hazards/errors/start_private.j2",
+        buttons=buttons,
+        **values,
+    )
 
 
 # --- typed answers ---------------------------------------------------------------------------

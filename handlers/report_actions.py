@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from telegram import Update
-from telegram.constants import ParseMode
-from telegram.error import Forbidden
 from telegram.ext import Application, CallbackQueryHandler
 
 from bot.errors import StaleButton
@@ -15,7 +13,7 @@ from bot.outbox import Button
 from bot.services import reports
 from bot.services.models import Actor, Role
 from bot.services.reports import Report
-from handlers.common import actor_of, button, pressed, reply, text
+from handlers.common import actor_of, answer_step, ask_in_private, button, pressed, reply
 from handlers.context import BotContext
 from handlers.prompts import expect, on_answer
 
@@ -58,7 +56,7 @@ async def pressed_action(update: Update, context: BotContext) -> None:
     report_id = numbers[0]
     if action == "ack" and len(numbers) == 1:
         outcome = await reports.acknowledge(rt, actor, report_id)
-        await _answer_outcome(update, context, outcome, "reports/done/acknowledged.j2")
+        await _answer(update, context, outcome, "reports/done/acknowledged.j2")
     elif action == "assign" and len(numbers) == 1:
         report, officers = await reports.officers_to_assign(rt, actor, report_id)
         await query.answer()
@@ -80,58 +78,37 @@ async def pressed_action(update: Update, context: BotContext) -> None:
         await reply(update, context, "reports/choose_officer.j2", report=report, buttons=choices)
     elif action == "to" and len(numbers) == 2:
         outcome = await reports.assign(rt, actor, report_id, numbers[1])
-        await _answer_outcome(update, context, outcome, "reports/done/assigned.j2")
+        await _answer(update, context, outcome, "reports/done/assigned.j2")
     elif action in TYPED and len(numbers) == 1:
         report = await reports.for_handling(rt, actor, report_id)
-        await _prompt(
-            update, context, action, f"reports/prompts/{_PROMPTS[action]}.j2", report=report
-        )
+        template = f"reports/prompts/{_PROMPTS[action]}.j2"
+        await ask_in_private(update, context, template, cannot=CANNOT, report=report)
         expect(context, action, report_id)
     elif action == "answer" and len(numbers) == 2:
         question = await reports.question_for(rt, actor, report_id, numbers[1])
-        await _prompt(update, context, action, "reports/prompts/answer.j2", question=question)
+        await ask_in_private(
+            update, context, "reports/prompts/answer.j2", cannot=CANNOT, question=question
+        )
         expect(context, action, report_id, numbers[1])
     else:
         raise StaleButton()
 
 
 _PROMPTS = {"resolve": "resolve", "dup": "duplicate", "note": "note", "ask": "ask"}
+CANNOT = "reports/errors/start_private.j2"
 
 
-async def _answer_outcome(
-    update: Update, context: BotContext, outcome: reports.Handling, done_template: str
+async def _answer(
+    update: Update, context: BotContext, outcome: reports.Handling, done: str
 ) -> None:
-    """Say what happened; a button that no longer applies answers with the current state."""
-    query = update.callback_query
-    assert query is not None
-    actor = await actor_of(update, context)
-    if outcome.changed:
-        await query.answer()
-        await reply(update, context, done_template, report=outcome.report, by=actor.person)
-    else:
-        await query.answer(
-            text(update, context, "reports/state.j2", report=outcome.report), show_alert=True
-        )
-
-
-async def _prompt(
-    update: Update, context: BotContext, action: str, template: str, **values: Any
-) -> None:
-    """Ask for the text in the person's private chat (a group is no place to type an outcome)."""
-    query = update.callback_query
-    user = update.effective_user
-    assert query is not None
-    assert user is not None
-    try:
-        await context.bot.send_message(
-            user.id, text(update, context, template, **values), parse_mode=ParseMode.HTML
-        )
-    except Forbidden:
-        await query.answer(
-            text(update, context, "reports/errors/start_private.j2"), show_alert=True
-        )
-        raise StaleButton() from None
-    await query.answer()
+    await answer_step(
+        update,
+        context,
+        changed=outcome.changed,
+        done=done,
+        current="reports/state.j2",
+        report=outcome.report,
+    )
 
 
 @on_answer("resolve")
