@@ -170,6 +170,47 @@ def _checklist_import(settings: Settings, path: Path) -> int:
     return 0
 
 
+def _plan(settings: Settings, action: str, path: Path | None) -> int:
+    import html
+
+    from bot.runtime import build_runtime
+    from bot.services import reminders
+    from bot.store import upgrade
+
+    data = b""
+    if action == "import":
+        assert path is not None
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
+        if len(data) > reminders.MAX_FILE_BYTES:
+            return _fail(f"{path}: too big", EXIT_FAILURE)
+    runtime = build_runtime(settings)
+
+    async def go() -> reminders.ImportSummary | str:
+        try:
+            await upgrade(runtime.db)
+            if action == "import":
+                return await reminders.import_plan(runtime, None, data)
+            return await reminders.export_plan(runtime)
+        finally:
+            await runtime.db.close()
+
+    try:
+        result = asyncio.run(go())
+    except reminders.PlanRejected as exc:
+        lines = runtime.renderer.render("en", "reminders/line_errors.j2", **exc.context)
+        print(f"safecampus: {path}: not imported, nothing stored:", file=sys.stderr)
+        print(html.unescape(lines), file=sys.stderr)
+        return EXIT_FAILURE
+    if isinstance(result, str):
+        print(result, end="")
+        return 0
+    print(f"imported {len(result.created)} new rule(s), replaced {len(result.replaced)}")
+    return 0
+
+
 def _checkpoints_qr(settings: Settings, out: Path, bot_username: str) -> int:
     from bot.runtime import build_runtime
     from bot.services import patrols
@@ -219,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     checklist_import.add_argument(
         "file", type=Path, help="YAML (name:, items:) or text (name, then one item per line)"
     )
+    plan = commands.add_parser("plan", help="reminder rules (提醒)")
+    plan_commands = plan.add_subparsers(dest="plan_command", required=True, metavar="plan-command")
+    plan_import = plan_commands.add_parser(
+        "import", help="add or replace reminder rules from a YAML plan (checked whole)"
+    )
+    plan_import.add_argument("file", type=Path, help="the plan, a UTF-8 YAML file")
+    plan_commands.add_parser("export", help="print every reminder rule as a YAML plan")
     checkpoints = commands.add_parser("checkpoints", help="patrol checkpoints")
     checkpoint_commands = checkpoints.add_subparsers(
         dest="checkpoints_command", required=True, metavar="checkpoints-command"
@@ -255,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings)
         if args.command == "checkpoints":
             return _checkpoints_qr(settings, args.out, args.bot_username)
+        if args.command == "plan":
+            return _plan(settings, args.plan_command, getattr(args, "file", None))
         if args.command == "checklist":
             return _checklist_import(settings, args.file)
         if args.command == "duty":

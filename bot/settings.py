@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     allclear_reminder_lead: Annotated[timedelta, NoDecode] = timedelta(hours=6)
     # Duty roster shifts (班次): name=HH:MM-HH:MM, in local time; an end at or before the start
     # means the shift runs past midnight into the next day.
+    # Reminders (提醒): an occurrence noticed this late (the bot was down) is still sent;
+    # later than this it is recorded as missed.
+    reminder_grace: Annotated[timedelta, NoDecode] = timedelta(hours=1)
     duty_shifts: Annotated[dict[str, ShiftTimes], NoDecode] = Field(
         default_factory=lambda: parse_duty_shifts(DEFAULT_DUTY_SHIFTS)
     )
@@ -104,6 +107,11 @@ class Settings(BaseSettings):
     @classmethod
     def _hazard_deadlines(cls, value: object) -> object:
         return _parse_hazard_deadlines(value) if isinstance(value, str) else value
+
+    @field_validator("reminder_grace", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("escalation_interval", mode="before")
     @classmethod

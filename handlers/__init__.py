@@ -24,6 +24,7 @@ from handlers import (
     patrols,
     people,
     prompts,
+    reminders,
     report_actions,
     reports,
     start,
@@ -43,6 +44,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         reports,
         report_actions,
         allclear,
+        reminders,
         inspections,  # its checklist files before the roster's catch-all for files
         duty,
         patrols,

@@ -98,6 +98,7 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("checklists", frozenset({PRIVATE}), INSPECTING),
     CommandSpec("hazard", frozenset({PRIVATE}), REPORTING_HAZARDS),
     CommandSpec("hazards", frozenset({PRIVATE}), HAZARD_VIEWERS),
+    CommandSpec("reminders", frozenset({PRIVATE}), ADMINS),
     CommandSpec("bind", frozenset({GROUP}), ADMINS),
     CommandSpec("unbind", frozenset({GROUP}), ADMINS),
 ]

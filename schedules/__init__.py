@@ -7,7 +7,7 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.runtime import Runtime
-from schedules import allclear, duty, escalation, hazards, outbox_housekeeping, patrols
+from schedules import allclear, duty, escalation, hazards, outbox_housekeeping, patrols, reminders
 
 
 async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: Runtime) -> None:
@@ -20,3 +20,4 @@ async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: 
     duty.plan(job_queue, runtime)
     patrols.plan(job_queue, runtime)
     hazards.plan(job_queue, runtime)
+    reminders.plan(job_queue, runtime)

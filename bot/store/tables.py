@@ -474,3 +474,55 @@ inspection_results = Table(
     Column("at", UTCDateTime, nullable=False),
     UniqueConstraint("inspection_id", "item_id", name="uq_inspection_results_inspection_id"),
 )
+
+# Reminder rules (提醒): what, when (``schedule`` JSON: kind once|daily|weekly|monthly|cron),
+# lead times (seconds before each due time), to whom. Deleted rules stay (deleted_at) as the
+# evidence their occurrences point at. ``planned_from``: nothing before it is due (creation,
+# or the last resume).
+reminder_rules = Table(
+    "reminder_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("schedule", JSON, nullable=False),
+    Column("leads", JSON, nullable=False),
+    Column("target_purpose", String(16), nullable=True),
+    Column("target_unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("target_role", String(16), nullable=True),
+    Column("ask_ack", Boolean, nullable=False),
+    Column("follow_up_s", Integer, nullable=True),
+    Column("paused", Boolean, nullable=False),
+    Column("created_by", Integer, ForeignKey("people.id"), nullable=True),  # NULL: the CLI
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("planned_from", UTCDateTime, nullable=False),
+    Column("deleted_at", UTCDateTime, nullable=True),
+)
+# Each occurrence (rule, due time, lead) handled once: sent or, noticed too late, missed. The
+# unique key is what keeps a restart or a second timer from sending it twice.
+reminder_occurrences = Table(
+    "reminder_occurrences",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule_id", Integer, ForeignKey("reminder_rules.id"), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("lead_s", Integer, nullable=False),
+    Column("state", String(8), nullable=False),  # sent | missed
+    Column("done_at", UTCDateTime, nullable=False),
+    Column("follow_up_at", UTCDateTime, nullable=True, index=True),
+    Column("followed_up_at", UTCDateTime, nullable=True),
+    Column("detail", JSON, nullable=False),  # the group and person ids it was sent to
+    UniqueConstraint("rule_id", "due_at", "lead_s", name="uq_reminder_occurrences_key"),
+)
+# "收到": one per person per occurrence; group_id is the chat it was pressed in (NULL: private).
+reminder_acks = Table(
+    "reminder_acks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("occurrence_id", Integer, ForeignKey("reminder_occurrences.id"), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("group_id", Integer, ForeignKey("groups.id"), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("occurrence_id", "person_id", name="uq_reminder_acks_person"),
+)
