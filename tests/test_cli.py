@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tests.support import SUPERADMIN_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +90,127 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "run" in result.stdout
     assert "db" in result.stdout
+
+
+GOOD_PLAN = """\
+- name: 消防检查
+  text: "请于 {date} {time} 前完成消防检查"
+  schedule: weekly
+  days: [mon, fri]
+  at: "09:00"
+  leads: [1d, 0]
+  purpose: class
+  unit: 信息学院
+  ack: true
+  follow_up: 2h
+"""
+BAD_PLAN = """\
+- name: 好规则
+  text: 这一条没问题
+  schedule: daily
+  at: "08:00"
+  purpose: class
+  unit: 信息学院
+- name: 坏规则
+  text: "{__class__}"
+  schedule: daily
+  at: "25:00"
+  purpose: class
+  unit: 信息学院
+  colour: red
+"""
+
+
+def school_database(tmp_path: Path) -> str:
+    """A migrated database with two class groups under 信息学院; its URL."""
+    import asyncio
+
+    from bot.services import org
+    from tests.support import FakeClock, make_settings, open_runtime, profile
+
+    settings = make_settings(tmp_path)
+
+    async def build() -> None:
+        rt = await open_runtime(settings, FakeClock(datetime.now(UTC)))
+        try:
+            boss = await org.identify(rt, profile(SUPERADMIN_ID, "boss", "boss"), private=True)
+            async with rt.db.transaction() as conn:
+                for address, path in (("-801", "信息学院/计科2201"), ("-802", "信息学院/计科2202")):
+                    unit = await org.ensure_unit(conn, boss, path, rt.now())
+                    await conn.execute(
+                        org.groups.insert().values(
+                            channel="telegram",
+                            address=address,
+                            title=path,
+                            purpose="class",
+                            unit_id=unit.id,
+                            joined_at=rt.now(),
+                        )
+                    )
+        finally:
+            await rt.db.close()
+
+    asyncio.run(build())
+    return settings.database_url
+
+
+def stored_rules(tmp_path: Path) -> list[str]:
+    with closing(sqlite3.connect(tmp_path / "safecampus.db")) as db:
+        return [row[0] for row in db.execute("SELECT name FROM reminder_rules ORDER BY id")]
+
+
+def test_plan_import_of_a_bad_file_lists_every_problem_by_line_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    url = school_database(tmp_path)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(BAD_PLAN, encoding="utf-8")
+    result = safecampus(tmp_path, "plan", "import", str(plan), database_url=url)
+    assert result.returncode == 1, result.stderr
+    assert "nothing stored" in result.stderr
+    assert "line 8: variable not allowed ({__class__})" in result.stderr
+    assert "line 10: time must be HH:MM (25:00)" in result.stderr
+    assert "line 13: unknown key (colour)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stored_rules(tmp_path) == []  # not even the good first rule
+
+    missing = safecampus(tmp_path, "plan", "import", str(tmp_path / "nope.yaml"), database_url=url)
+    assert missing.returncode == 1
+    assert "cannot read" in missing.stderr
+
+
+def test_plan_import_then_export_prints_yaml_that_imports_again(tmp_path: Path) -> None:
+    url = school_database(tmp_path)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(GOOD_PLAN, encoding="utf-8")
+    imported = safecampus(tmp_path, "plan", "import", str(plan), database_url=url)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 1 new rule(s), replaced 0" in imported.stdout
+    assert stored_rules(tmp_path) == ["消防检查"]
+
+    exported = safecampus(tmp_path, "plan", "export", database_url=url)
+    assert exported.returncode == 0, exported.stderr
+    rules = yaml.safe_load(exported.stdout)
+    assert rules == [
+        {
+            "name": "消防检查",
+            "text": "请于 {date} {time} 前完成消防检查",
+            "schedule": "weekly",
+            "at": "09:00",
+            "days": ["mon", "fri"],
+            "leads": ["1d", "0"],
+            "purpose": "class",
+            "unit": "信息学院",
+            "ack": True,
+            "follow_up": "2h",
+            "paused": False,
+        }
+    ]
+
+    again = tmp_path / "exported.yaml"
+    again.write_text(exported.stdout, encoding="utf-8")
+    reimported = safecampus(tmp_path, "plan", "import", str(again), database_url=url)
+    assert reimported.returncode == 0, reimported.stderr
+    assert "imported 0 new rule(s), replaced 1" in reimported.stdout
+    assert stored_rules(tmp_path) == ["消防检查"]
+    assert safecampus(tmp_path, "plan", "export", database_url=url).stdout == exported.stdout

@@ -51,7 +51,7 @@ from bot.store.tables import (
 logger = logging.getLogger(__name__)
 
 ACK = "rk:"  # callback data of the acknowledgement button: "rk:<occurrence id>"
-MANAGE = "rm:"  # /reminders buttons: "rm:<pause|resume|delete>:<rule id>"
+MANAGE = "rrm:"  # /reminders buttons: "rrm:<pause|resume|delete>:<rule id>"
 MAX_FILE_BYTES = 200_000
 MAX_RULES = 200
 MAX_NAME = 64
@@ -619,7 +619,7 @@ async def import_plan(rt: Runtime, actor: Actor | None, data: bytes) -> ImportSu
             created=summary.created,
             replaced=summary.replaced,
         )
-    log_event(logger, "plan_imported", created=len(summary.created), replaced=len(summary.replaced))
+    log_event(logger, "plan_imported", new=len(summary.created), replaced=len(summary.replaced))
     return summary
 
 
