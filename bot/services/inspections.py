@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.errors import DomainError, NotAllowed
 from bot.logs import log_event
 from bot.runtime import Runtime
-from bot.services import hazards, org
+from bot.services import hazards, org, yamlfile
 from bot.services.models import Actor, Person, Role
 from bot.services.reports import PhotoIn
 from bot.store.tables import (
@@ -254,21 +254,14 @@ def _template_from_node(node: yaml.Node, errors: list[LineError]) -> ChecklistIn
 
 def parse_yaml(text: str) -> tuple[list[ChecklistIn], list[LineError]]:
     """YAML: one template (``name:`` and ``items:``) or a list of them."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        return [], [LineError(line=line, problem=Problem.YAML, value=str(exc.problem or exc))]
-    except yaml.YAMLError as exc:
-        return [], [LineError(line=1, problem=Problem.YAML, value=str(exc))]
-    if root is None:
-        return [], [LineError(line=1, problem=Problem.EMPTY)]
-    nodes = root.value if isinstance(root, yaml.SequenceNode) else [root]
-    if not nodes:
-        return [], [LineError(line=1, problem=Problem.EMPTY)]
-    if len(nodes) > MAX_TEMPLATES:
-        return [], [LineError(line=1, problem=Problem.TOO_MANY_TEMPLATES, value=str(MAX_TEMPLATES))]
+    nodes = yamlfile.entries(text, MAX_TEMPLATES)
+    if isinstance(nodes, yamlfile.FileTrouble):
+        problem = {
+            yamlfile.Trouble.YAML: Problem.YAML,
+            yamlfile.Trouble.EMPTY: Problem.EMPTY,
+            yamlfile.Trouble.TOO_MANY: Problem.TOO_MANY_TEMPLATES,
+        }[nodes.trouble]
+        return [], [LineError(line=nodes.line, problem=problem, value=nodes.detail)]
     errors: list[LineError] = []
     found: list[ChecklistIn] = []
     for node in nodes:

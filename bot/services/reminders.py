@@ -34,7 +34,7 @@ from bot.errors import DomainError, StaleButton, UnknownUnit
 from bot.logs import log_event
 from bot.outbox import Button, Recipient
 from bot.runtime import Runtime
-from bot.services import org
+from bot.services import org, yamlfile
 from bot.services.models import Actor, Group, Person, Purpose, Role, Unit
 from bot.services.notify import notify_group, notify_person
 from bot.settings import parse_duration
@@ -433,10 +433,8 @@ def _schedule_from(
         schedule.day = day or ""
     if len(errors) > before:
         return None
-    if (
-        not next_occurrences(schedule, now, 1, zone)
-        or next_occurrences(schedule, now, 1, zone)[0] > now + HORIZON
-    ):
+    upcoming = next_occurrences(schedule, now, 1, zone)
+    if not upcoming or upcoming[0] > now + HORIZON:
         errors.append(LineError(line=where, problem=Problem.NEVER, value=kind))
         return None
     return schedule
@@ -444,21 +442,14 @@ def _schedule_from(
 
 def parse_plan(text: str, now: datetime, zone: ZoneInfo) -> tuple[list[RuleIn], list[LineError]]:
     """Every rule in a YAML plan (one rule or a list) and every problem found, by line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        return [], [LineError(line=line, problem=Problem.YAML, value=str(exc.problem or exc))]
-    except yaml.YAMLError as exc:
-        return [], [LineError(line=1, problem=Problem.YAML, value=str(exc))]
-    if root is None:
-        return [], [LineError(line=1, problem=Problem.EMPTY)]
-    nodes = root.value if isinstance(root, yaml.SequenceNode) else [root]
-    if not nodes:
-        return [], [LineError(line=1, problem=Problem.EMPTY)]
-    if len(nodes) > MAX_RULES:
-        return [], [LineError(line=1, problem=Problem.TOO_MANY, value=str(MAX_RULES))]
+    nodes = yamlfile.entries(text, MAX_RULES)
+    if isinstance(nodes, yamlfile.FileTrouble):
+        problem = {
+            yamlfile.Trouble.YAML: Problem.YAML,
+            yamlfile.Trouble.EMPTY: Problem.EMPTY,
+            yamlfile.Trouble.TOO_MANY: Problem.TOO_MANY,
+        }[nodes.trouble]
+        return [], [LineError(line=nodes.line, problem=problem, value=nodes.detail)]
     found: list[RuleIn] = []
     errors: list[LineError] = []
     seen: dict[str, int] = {}
