@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.engine import make_url
 
+from bot.errors import DomainError
 from bot.logs import configure_logging, log_event
 from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+T = TypeVar("T")
 
 logger = logging.getLogger("safecampus")
 
@@ -77,42 +85,67 @@ def _db_upgrade(settings: Settings) -> int:
     return 0
 
 
-def _duty_import(settings: Settings, path: Path) -> int:
-    import html
-
-    from bot.errors import DomainError
+def _import_file(
+    settings: Settings,
+    path: Path,
+    *,
+    max_bytes: int | None,
+    run: Callable[[Runtime, bytes], Awaitable[T]],
+    rejected: type[DomainError],
+    errors_template: str,
+) -> T | None:
+    """Read ``path`` and hand it to ``run`` (after migrating the database). A refused file is
+    listed line by line on stderr with the same words an admin gets in Telegram, as plain
+    text; None then (nothing was stored)."""
     from bot.runtime import build_runtime
-    from bot.services import duty
     from bot.store import upgrade
 
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
+        _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
+        return None
+    if max_bytes is not None and len(data) > max_bytes:
+        _fail(f"{path}: too big (at most {max_bytes} bytes)", EXIT_FAILURE)
+        return None
     runtime = build_runtime(settings)
 
-    async def go() -> duty.ImportSummary:
+    async def go() -> T:
         try:
             await upgrade(runtime.db)
-            return await duty.import_roster(runtime, None, data, path.name, source="cli")
+            return await run(runtime, data)
         finally:
             await runtime.db.close()
 
     try:
-        summary = asyncio.run(go())
-    except duty.RosterRejected as exc:
-        # The same line-by-line words an admin gets in Telegram, as plain text.
-        rows = runtime.renderer.render("en", "duty/row_errors.j2", **exc.context)
+        return asyncio.run(go())
+    except rejected as exc:
+        lines = runtime.renderer.render("en", errors_template, **exc.context)
         count = len(exc.context["errors"])
         print(
             f"safecampus: {path}: not imported, nothing stored; {count} problem(s):",
             file=sys.stderr,
         )
-        print(html.unescape(rows), file=sys.stderr)
-        return EXIT_FAILURE
+        print(html.unescape(lines), file=sys.stderr)
     except DomainError as exc:
         message = runtime.renderer.render("en", exc.template, **exc.context)
-        return _fail(f"{path}: {html.unescape(message)}", EXIT_FAILURE)
+        _fail(f"{path}: {html.unescape(message)}", EXIT_FAILURE)
+    return None
+
+
+def _duty_import(settings: Settings, path: Path) -> int:
+    from bot.services import duty
+
+    summary = _import_file(
+        settings,
+        path,
+        max_bytes=None,
+        run=lambda rt, data: duty.import_roster(rt, None, data, path.name, source="cli"),
+        rejected=duty.RosterRejected,
+        errors_template="duty/row_errors.j2",
+    )
+    if summary is None:
+        return EXIT_FAILURE
     print(
         f"imported {summary.rows} assignments for {summary.people} people, "
         f"{summary.first_date} to {summary.last_date} ({summary.days} days); "
@@ -125,43 +158,18 @@ def _duty_import(settings: Settings, path: Path) -> int:
 
 
 def _checklist_import(settings: Settings, path: Path) -> int:
-    import html
-
-    from bot.errors import DomainError
-    from bot.runtime import build_runtime
     from bot.services import inspections
-    from bot.store import upgrade
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
-    if len(data) > inspections.MAX_FILE_BYTES:
-        return _fail(f"{path}: too big (at most {inspections.MAX_FILE_BYTES} bytes)", EXIT_FAILURE)
-    runtime = build_runtime(settings)
-
-    async def go() -> inspections.ImportSummary:
-        try:
-            await upgrade(runtime.db)
-            return await inspections.import_checklists(runtime, None, data, path.name)
-        finally:
-            await runtime.db.close()
-
-    try:
-        summary = asyncio.run(go())
-    except inspections.ChecklistRejected as exc:
-        # The same line-by-line words an admin gets in Telegram, as plain text.
-        lines = runtime.renderer.render("en", "inspections/line_errors.j2", **exc.context)
-        count = len(exc.context["errors"])
-        print(
-            f"safecampus: {path}: not imported, nothing stored; {count} problem(s):",
-            file=sys.stderr,
-        )
-        print(html.unescape(lines), file=sys.stderr)
+    summary = _import_file(
+        settings,
+        path,
+        max_bytes=inspections.MAX_FILE_BYTES,
+        run=lambda rt, data: inspections.import_checklists(rt, None, data, path.name),
+        rejected=inspections.ChecklistRejected,
+        errors_template="inspections/line_errors.j2",
+    )
+    if summary is None:
         return EXIT_FAILURE
-    except DomainError as exc:
-        message = runtime.renderer.render("en", exc.template, **exc.context)
-        return _fail(f"{path}: {html.unescape(message)}", EXIT_FAILURE)
     print(f"imported {summary.items} item(s)")
     for name in summary.created:
         print(f"new checklist: {name}")
@@ -171,43 +179,35 @@ def _checklist_import(settings: Settings, path: Path) -> int:
 
 
 def _plan(settings: Settings, action: str, path: Path | None) -> int:
-    import html
-
-    from bot.runtime import build_runtime
     from bot.services import reminders
-    from bot.store import upgrade
 
-    data = b""
     if action == "import":
         assert path is not None
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            return _fail(f"cannot read {path}: {exc.strerror}", EXIT_FAILURE)
-        if len(data) > reminders.MAX_FILE_BYTES:
-            return _fail(f"{path}: too big", EXIT_FAILURE)
+        summary = _import_file(
+            settings,
+            path,
+            max_bytes=reminders.MAX_FILE_BYTES,
+            run=lambda rt, data: reminders.import_plan(rt, None, data),
+            rejected=reminders.PlanRejected,
+            errors_template="reminders/line_errors.j2",
+        )
+        if summary is None:
+            return EXIT_FAILURE
+        print(f"imported {len(summary.created)} new rule(s), replaced {len(summary.replaced)}")
+        return 0
+    from bot.runtime import build_runtime
+    from bot.store import upgrade
+
     runtime = build_runtime(settings)
 
-    async def go() -> reminders.ImportSummary | str:
+    async def export() -> str:
         try:
             await upgrade(runtime.db)
-            if action == "import":
-                return await reminders.import_plan(runtime, None, data)
             return await reminders.export_plan(runtime)
         finally:
             await runtime.db.close()
 
-    try:
-        result = asyncio.run(go())
-    except reminders.PlanRejected as exc:
-        lines = runtime.renderer.render("en", "reminders/line_errors.j2", **exc.context)
-        print(f"safecampus: {path}: not imported, nothing stored:", file=sys.stderr)
-        print(html.unescape(lines), file=sys.stderr)
-        return EXIT_FAILURE
-    if isinstance(result, str):
-        print(result, end="")
-        return 0
-    print(f"imported {len(result.created)} new rule(s), replaced {len(result.replaced)}")
+    print(asyncio.run(export()), end="")
     return 0
 
 
