@@ -498,6 +498,9 @@ reminder_rules = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("planned_from", UTCDateTime, nullable=False),
     Column("deleted_at", UTCDateTime, nullable=True),
+    # Set: the rule runs only during a special period of this level or a higher one (1 is the
+    # highest, 一级防控); NULL: always.
+    Column("alert_level", Integer, nullable=True),
 )
 # Each occurrence (rule, due time, lead) handled once: sent or, noticed too late, missed. The
 # unique key is what keeps a restart or a second timer from sending it twice.
@@ -525,4 +528,86 @@ reminder_acks = Table(
     Column("group_id", Integer, ForeignKey("groups.id"), nullable=True),
     Column("at", UTCDateTime, nullable=False),
     UniqueConstraint("occurrence_id", "person_id", name="uq_reminder_acks_person"),
+)
+
+# Drills, trainings, dispute-review meetings and publicity events (演练 / 培训 / 会议 / 宣传): one
+# record type, since the assessment counts each of them. ``ref`` is "D-0001". The lead-time
+# reminders are an ordinary one-off reminder rule (``reminder_rule_id``), so they are sent
+# exactly once like any other.
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ref", String(16), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # drill | training | meeting | publicity
+    Column("topic", String(16), nullable=False),  # fire | anti_terror | emergency | traffic | …
+    Column("title", String(200), nullable=False),
+    Column("place", String(256), nullable=False),
+    Column("planned_at", UTCDateTime, nullable=False, index=True),
+    Column("state", String(16), nullable=False),  # planned | done | cancelled
+    Column("target_purpose", String(16), nullable=True),
+    Column("target_unit_id", Integer, ForeignKey("units.id"), nullable=False),
+    Column("reminder_rule_id", Integer, ForeignKey("reminder_rules.id"), nullable=True),
+    Column("created_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime, nullable=True, index=True),  # when it actually took place
+    Column("done_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("participants", Integer, nullable=True),
+    Column("summary", Text, nullable=True),
+)
+activity_photos = Table(
+    "activity_photos",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("activity_id", Integer, ForeignKey("activities.id"), nullable=False, index=True),
+    Column("file_id", String(256), nullable=False),
+    Column("path", String(256), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+)
+# The history of an activity (planned, postponed, cancelled, done): who, when, what changed.
+activity_events = Table(
+    "activity_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("activity_id", Integer, ForeignKey("activities.id"), nullable=False, index=True),
+    Column("actor_id", Integer, ForeignKey("people.id"), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+# Obligations of the compliance calendar (考评): what must be done how often, and which records
+# count as evidence (``evidence`` JSON, e.g. {"type": "activity", "kind": "drill",
+# "topics": ["anti_terror"]}). ``key`` makes loading a preset idempotent.
+obligations = Table(
+    "obligations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("name", String(64), nullable=False),
+    Column("period", String(16), nullable=False),  # day | week | month | quarter | semester | …
+    Column("required", Integer, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("preset", String(32), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Special periods (重点时段): a heightened alert level between two moments. ``ended_at`` is an
+# early end declared by an admin; the announcements at start and end go out exactly once
+# (``started_sent_at`` / ``ended_sent_at`` are the claims).
+special_periods = Table(
+    "special_periods",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("level", Integer, nullable=False),  # 1 = 一级 (highest), 2 = 二级
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("note", String(200), nullable=False),
+    Column("created_by", Integer, ForeignKey("people.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("started_sent_at", UTCDateTime, nullable=True),
+    Column("ended_sent_at", UTCDateTime, nullable=True),
 )
