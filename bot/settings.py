@@ -14,6 +14,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.periods import (
+    DEFAULT_SEMESTER_STARTS,
+    SchoolCalendar,
+    SemesterStarts,
+    parse_semester_starts,
+)
+
 ENV_PREFIX = "SAFECAMPUS_"
 Locale = Literal["zh_CN", "en"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -67,11 +74,13 @@ class Settings(BaseSettings):
     allclear_period: AllClearPeriod = "weekly"
     allclear_close: Annotated[ClosingTime | None, NoDecode] = None
     allclear_reminder_lead: Annotated[timedelta, NoDecode] = timedelta(hours=6)
-    # Duty roster shifts (班次): name=HH:MM-HH:MM, in local time; an end at or before the start
-    # means the shift runs past midnight into the next day.
     # Reminders (提醒): an occurrence noticed this late (the bot was down) is still sent;
     # later than this it is recorded as missed.
     reminder_grace: Annotated[timedelta, NoDecode] = timedelta(hours=1)
+    # The first day of each semester, month-day, every year: a semester runs to the next start.
+    semester_starts: Annotated[SemesterStarts, NoDecode] = DEFAULT_SEMESTER_STARTS
+    # Duty roster shifts (班次): name=HH:MM-HH:MM, in local time; an end at or before the start
+    # means the shift runs past midnight into the next day.
     duty_shifts: Annotated[dict[str, ShiftTimes], NoDecode] = Field(
         default_factory=lambda: parse_duty_shifts(DEFAULT_DUTY_SHIFTS)
     )
@@ -107,6 +116,11 @@ class Settings(BaseSettings):
     @classmethod
     def _hazard_deadlines(cls, value: object) -> object:
         return _parse_hazard_deadlines(value) if isinstance(value, str) else value
+
+    @field_validator("semester_starts", mode="before")
+    @classmethod
+    def _semesters(cls, value: object) -> object:
+        return parse_semester_starts(value) if isinstance(value, str) else value
 
     @field_validator("reminder_grace", mode="before")
     @classmethod
@@ -167,6 +181,11 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The configured time zone, for display and scheduling."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def calendar(self) -> SchoolCalendar:
+        """The zone and semesters that schedules and the compliance calendar count in."""
+        return SchoolCalendar(self.zone, self.semester_starts)
 
     @property
     def allclear_closing(self) -> ClosingTime:

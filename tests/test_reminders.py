@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.outbox import Recipient
+from bot.periods import SchoolCalendar
 from bot.runtime import Runtime
 from bot.services import org, reminders
 from bot.services.reminders import Problem, Schedule, next_occurrences
@@ -19,6 +20,7 @@ from bot.store.tables import outbox, reminder_acks, reminder_occurrences
 from tests.support import SUPERADMIN_ID, FakeClock, enrol, make_settings, open_runtime, profile
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+CAL = SchoolCalendar(SHANGHAI)
 START = datetime(2026, 9, 1, 7, 30, tzinfo=SHANGHAI)  # a Tuesday
 NOW = START.astimezone(UTC)
 
@@ -34,24 +36,24 @@ def local(moments: list[datetime]) -> list[str]:
 
 def test_weekly_monthly_and_cron_occurrences() -> None:
     weekly = Schedule(kind="weekly", at="09:00", days=[0, 4])
-    assert local(next_occurrences(weekly, NOW, 3, SHANGHAI)) == [
+    assert local(next_occurrences(weekly, NOW, 3, CAL)) == [
         "2026-09-04 09:00",
         "2026-09-07 09:00",
         "2026-09-11 09:00",
     ]
     monthly = Schedule(kind="monthly", at="10:30", day="last")
-    assert local(next_occurrences(monthly, NOW, 3, SHANGHAI)) == [
+    assert local(next_occurrences(monthly, NOW, 3, CAL)) == [
         "2026-09-30 10:30",
         "2026-10-31 10:30",
         "2026-11-30 10:30",
     ]
     cron = Schedule(kind="cron", cron="0 8 1 */3 *")
-    assert local(next_occurrences(cron, NOW, 2, SHANGHAI)) == [
+    assert local(next_occurrences(cron, NOW, 2, CAL)) == [
         "2026-10-01 08:00",
         "2027-01-01 08:00",
     ]
     once = Schedule(kind="once", at="2026-09-01 07:00")
-    assert next_occurrences(once, NOW, 5, SHANGHAI) == []
+    assert next_occurrences(once, NOW, 5, CAL) == []
 
 
 PLAN = """
@@ -85,7 +87,7 @@ def test_validation_lists_every_problem_with_its_line() -> None:
   at: "25:00"
   colour: red
 """
-    _rules, errors = reminders.parse_plan(text, NOW, SHANGHAI)
+    _rules, errors = reminders.parse_plan(text, NOW, CAL)
     found = {(e.line, e.problem) for e in errors}
     assert (3, Problem.VARIABLE) in found
     assert (5, Problem.DATE) in found
@@ -177,3 +179,106 @@ def test_crontab_weekday_numbers_count_from_sunday() -> None:
     assert sunday.strftime("%A %H:%M") == "Sunday 16:30"
     with pytest.raises(ValueError, match="5 fields"):
         reminders.cron_trigger("0 8 * *", zone)
+
+
+def test_quarterly_yearly_and_semester_occurrences() -> None:
+    quarterly = Schedule(kind="quarterly", at="09:00", day="10", month=2)
+    assert local(next_occurrences(quarterly, NOW, 3, CAL)) == [
+        "2026-11-10 09:00",
+        "2027-02-10 09:00",
+        "2027-05-10 09:00",
+    ]
+    yearly = Schedule(kind="yearly", at="08:00", day="last", month=12)
+    assert local(next_occurrences(yearly, NOW, 2, CAL)) == ["2026-12-31 08:00", "2027-12-31 08:00"]
+    semesters = SchoolCalendar(SHANGHAI, ((2, 24), (9, 1)))
+    second_day = Schedule(kind="semester", at="10:00", day="2")
+    assert local(next_occurrences(second_day, NOW, 3, semesters)) == [
+        "2026-09-02 10:00",
+        "2027-02-25 10:00",
+        "2027-09-02 10:00",
+    ]
+
+
+def test_bad_schedules_are_named_by_their_part() -> None:
+    cases = {
+        ("once", "at", "2026-02-30 09:00"): Problem.DATE,
+        ("once", "at", "2026-08-01 09:00"): Problem.NEVER,  # in the past
+        ("cron", "cron", "0 0 31 2 *"): Problem.NEVER,  # 31 February
+        ("cron", "cron", "0 8 * *"): Problem.CRON,
+        ("quarterly", "month", "4"): Problem.MONTH,
+        ("semester", "day", "200"): Problem.SEMESTER_DAY,
+        ("hourly", "at", "09:00"): Problem.KIND,
+    }
+    for (kind, key, value), problem in cases.items():
+        parts = {"at": "09:00", "day": "1", key: value}
+        with pytest.raises(reminders.ScheduleProblem) as caught:
+            reminders.make_schedule(kind, now=NOW, calendar=CAL, **parts)
+        assert caught.value.problem is problem, (kind, value)
+
+
+def test_a_weekly_time_stays_local_across_a_daylight_saving_change() -> None:
+    new_york = SchoolCalendar(ZoneInfo("America/New_York"))
+    sunday_nine = Schedule(kind="weekly", at="09:00", days=[6])
+    after = datetime(2026, 10, 20, tzinfo=UTC)
+    # Clocks go back on 1 November 2026: 09:00 is 13:00 UTC before and 14:00 UTC after.
+    assert [
+        d.strftime("%m-%d %H:%M") for d in next_occurrences(sunday_nine, after, 3, new_york)
+    ] == [
+        "10-25 13:00",
+        "11-01 14:00",
+        "11-08 14:00",
+    ]
+
+
+WEEKLY = """
+name: 周一安全提示
+text: "{weekday}安全提示"
+schedule: weekly
+days: [mon]
+at: "08:00"
+purpose: class
+"""
+
+
+async def test_weekly_reminder_across_a_month_end_with_a_restart_and_downtime(
+    tmp_path: Path, rt: Runtime, clock: FakeClock
+) -> None:
+    """Mondays 08:00 in Shanghai: 28 September, 5 October (a new month, after a restart),
+    12 October (the bot was down 30 minutes: sent late), 19 October (down 3 hours: missed)."""
+
+    def at(day: int, month: int, hour: int, minute: int = 0) -> None:
+        clock.current = datetime(2026, month, day, hour, minute, tzinfo=SHANGHAI).astimezone(UTC)
+
+    at(28, 9, 7, 0)
+    await school(rt)
+    await reminders.import_plan(rt, None, WEEKLY.encode())
+    at(28, 9, 7, 59)
+    assert (await reminders.run_due(rt)).sent == []
+    at(28, 9, 8, 0)
+    assert len((await reminders.run_due(rt)).sent) == 1
+    at(4, 10, 23, 0)  # a restart on Sunday night
+    again = await open_runtime(make_settings(tmp_path), clock)
+    try:
+        assert (await reminders.run_due(again)).sent == []
+        at(5, 10, 8, 1)
+        fired = (await reminders.run_due(again)).sent
+        assert [key.split("@")[1][:16] for key in fired] == ["2026-10-05T00:00"]  # 08:00 local
+        assert (await reminders.run_due(again)).sent == []
+        at(12, 10, 8, 30)  # first pass after 30 minutes down
+        assert len((await reminders.run_due(again)).sent) == 1
+        at(19, 10, 11, 0)  # first pass after 3 hours down: beyond the grace period
+        progress = await reminders.run_due(again)
+        assert (len(progress.sent), len(progress.missed)) == (0, 1)
+    finally:
+        await again.db.close()
+    async with rt.db.read() as conn:
+        states = (
+            (
+                await conn.execute(
+                    select(reminder_occurrences.c.state).order_by(reminder_occurrences.c.due_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert states == ["sent", "sent", "sent", "missed"]

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.errors import DomainError, StaleButton, UnknownUnit
 from bot.logs import log_event
 from bot.outbox import Button, Recipient
+from bot.periods import SchoolCalendar
 from bot.runtime import Runtime
 from bot.services import org, yamlfile
 from bot.services.models import Actor, Group, Person, Purpose, Role, Unit
@@ -61,10 +62,11 @@ MAX_LEAD = timedelta(days=60)
 LOOKBACK = timedelta(days=31)  # how far back a pass looks for occurrences it never handled
 HORIZON = timedelta(days=366)  # a schedule must fire within this
 VARIABLES = frozenset({"name", "date", "time", "weekday", "lead"})
-KINDS = ("once", "daily", "weekly", "monthly", "cron")
+KINDS = ("once", "daily", "weekly", "monthly", "quarterly", "semester", "yearly", "cron")
+MAX_SEMESTER_DAY = 120
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KEYS = frozenset(
-    {"name", "text", "schedule", "at", "days", "day", "cron", "leads"}
+    {"name", "text", "schedule", "at", "days", "day", "month", "cron", "leads"}
     | {"purpose", "unit", "role", "ack", "follow_up", "paused"}
 )
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -101,6 +103,8 @@ class Problem(StrEnum):
     DATE = "date"  # an impossible date or time ("2026-02-30 09:00")
     DAYS = "days"
     DAY = "day"
+    MONTH = "month"  # not 1–12 (yearly) or 1–3 (quarterly: the month of the quarter)
+    SEMESTER_DAY = "semester_day"  # not 1–120
     CRON = "cron"  # not a cron expression
     NEVER = "never"  # fires never within a year (or a one-off in the past)
     LEAD = "lead"
@@ -125,14 +129,28 @@ class LineError(BaseModel):
 
 
 class Schedule(BaseModel):
-    """When a rule is due, in the school's zone. ``at`` is "HH:MM" (or, for a one-off,
-    "YYYY-MM-DD HH:MM"); ``days`` are 0 = Monday; ``day`` is 1–28 or "last"."""
+    """When a rule is due, in the school's calendar. ``at`` is "HH:MM" (or, for a one-off,
+    "YYYY-MM-DD HH:MM"); ``days`` are 0 = Monday; ``day`` is 1–28 or "last" (for a semester
+    rule, the N-th day of the semester); ``month`` is the month of the year (yearly) or of the
+    quarter, 1–3 (quarterly)."""
 
     kind: str
     at: str = ""
     days: list[int] = []
     day: str = ""
+    month: int = 0
     cron: str = ""
+
+
+class ScheduleProblem(ValueError):
+    """One part of a schedule is wrong: ``key`` names it (as in a plan file), ``problem`` says
+    how (it has words in the templates)."""
+
+    def __init__(self, problem: Problem, key: str, value: str = "") -> None:
+        super().__init__(f"{key}: {problem.value} {value}")
+        self.problem = problem
+        self.key = key
+        self.value = value
 
 
 _CRONTAB_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -164,31 +182,51 @@ def _trigger(schedule: Schedule, zone: ZoneInfo) -> CronTrigger:
     if schedule.kind == "cron":
         return cron_trigger(schedule.cron, zone)
     hour, minute = (int(part) for part in schedule.at.split(":"))
+    at = {"hour": hour, "minute": minute, "timezone": zone}
     if schedule.kind == "daily":
-        return CronTrigger(hour=hour, minute=minute, timezone=zone)
+        return CronTrigger(**at)
     if schedule.kind == "weekly":
         weekdays = ",".join(DAY_NAMES[d] for d in sorted(set(schedule.days)))
-        return CronTrigger(day_of_week=weekdays, hour=hour, minute=minute, timezone=zone)
-    return CronTrigger(day=schedule.day, hour=hour, minute=minute, timezone=zone)
+        return CronTrigger(day_of_week=weekdays, **at)
+    if schedule.kind == "quarterly":
+        months = ",".join(str(schedule.month + 3 * q) for q in range(4))
+        return CronTrigger(month=months, day=schedule.day, **at)
+    if schedule.kind == "yearly":
+        return CronTrigger(month=schedule.month, day=schedule.day, **at)
+    return CronTrigger(day=schedule.day, **at)
 
 
-def _once_at(schedule: Schedule, zone: ZoneInfo) -> datetime:
-    shown = _WHEN.match(schedule.at)
-    assert shown is not None, schedule.at
-    moment = datetime.combine(
-        date.fromisoformat(shown.group(1)), time(int(shown.group(2)), int(shown.group(3)))
-    )
-    return moment.replace(tzinfo=zone).astimezone(UTC)
+def _local(day: date, at: str, zone: ZoneInfo) -> datetime:
+    hour, minute = (int(part) for part in at.split(":"))
+    return datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
 
 
-def next_occurrences(schedule: Schedule, after: datetime, n: int, zone: ZoneInfo) -> list[datetime]:
+def _semester_days(
+    schedule: Schedule, after: datetime, n: int, cal: SchoolCalendar
+) -> list[datetime]:
+    """The ``day``-th day of each semester at ``at``: computed from the configured starts."""
+    year = after.astimezone(cal.zone).year
+    starts = cal.semester_starts_between(year - 1, year + 2 + n)
+    offset = timedelta(days=int(schedule.day) - 1)
+    dues = sorted(_local(start + offset, schedule.at, cal.zone) for start in starts)
+    return [due for due in dues if due > after][:n]
+
+
+def next_occurrences(
+    schedule: Schedule, after: datetime, n: int, calendar: SchoolCalendar
+) -> list[datetime]:
     """The first ``n`` due times strictly after ``after`` (aware), in UTC."""
     if after.tzinfo is None:
         raise ValueError("next_occurrences needs an aware datetime")
     if schedule.kind == "once":
-        due = _once_at(schedule, zone)
+        shown = _WHEN.match(schedule.at)
+        assert shown is not None, schedule.at
+        day, hour, minute = shown.groups()
+        due = _local(date.fromisoformat(day), f"{hour}:{minute}", calendar.zone)
         return [due] if due > after and n > 0 else []
-    trigger = _trigger(schedule, zone)
+    if schedule.kind == "semester":
+        return _semester_days(schedule, after, n, calendar)
+    trigger = _trigger(schedule, calendar.zone)
     found: list[datetime] = []
     previous: datetime | None = None
     start = after + timedelta(microseconds=1)
@@ -200,6 +238,81 @@ def next_occurrences(schedule: Schedule, after: datetime, n: int, zone: ZoneInfo
         previous = fire
         start = fire + timedelta(microseconds=1)
     return found
+
+
+def _day_of_month(day: str | None) -> str:
+    if day is None or not (day == "last" or (day.isdigit() and 1 <= int(day) <= 28)):
+        raise ScheduleProblem(Problem.DAY, "day", day or "")
+    return day
+
+
+def _month(month: str | None, most: int) -> int:
+    if month is None:
+        return 1
+    if not (month.isdigit() and 1 <= int(month) <= most):
+        raise ScheduleProblem(Problem.MONTH, "month", month)
+    return int(month)
+
+
+def make_schedule(
+    kind: str,
+    *,
+    at: str | None = None,
+    days: list[str] | None = None,
+    day: str | None = None,
+    month: str | None = None,
+    cron: str | None = None,
+    now: datetime,
+    calendar: SchoolCalendar,
+) -> Schedule:
+    """A checked schedule from its parts as typed in a plan file or in /remind. Raises
+    ScheduleProblem for the first part at fault, including a schedule that would not fire
+    within a year (or a one-off in the past)."""
+    if kind not in KINDS:
+        raise ScheduleProblem(Problem.KIND, "schedule", kind)
+    schedule = Schedule(kind=kind)
+    if kind == "cron":
+        if cron is None:
+            raise ScheduleProblem(Problem.MISSING, "cron", "cron")
+        try:
+            cron_trigger(cron, calendar.zone)
+        except ValueError:
+            raise ScheduleProblem(Problem.CRON, "cron", cron) from None
+        schedule.cron = cron
+    elif at is None:
+        raise ScheduleProblem(Problem.MISSING, "at", "at")
+    elif kind == "once":
+        shown = _WHEN.match(at)
+        try:
+            if shown is None:
+                raise ValueError(at)
+            date.fromisoformat(shown.group(1))
+        except ValueError:
+            raise ScheduleProblem(Problem.DATE, "at", at) from None
+        schedule.at = at
+    elif not _HHMM.match(at):
+        raise ScheduleProblem(Problem.TIME, "at", at)
+    else:
+        schedule.at = at
+    if kind == "weekly":
+        indexes = [
+            DAY_NAMES.index(d[:3].lower()) if d[:3].lower() in DAY_NAMES else -1 for d in days or []
+        ]
+        if not days or -1 in indexes:
+            raise ScheduleProblem(Problem.DAYS, "days", ", ".join(days or []))
+        schedule.days = sorted(set(indexes))
+    if kind in ("monthly", "quarterly", "yearly"):
+        schedule.day = _day_of_month(day)
+    if kind in ("quarterly", "yearly"):
+        schedule.month = _month(month, 3 if kind == "quarterly" else 12)
+    if kind == "semester":
+        if day is None or not (day.isdigit() and 1 <= int(day) <= MAX_SEMESTER_DAY):
+            raise ScheduleProblem(Problem.SEMESTER_DAY, "day", day or "")
+        schedule.day = day
+    upcoming = next_occurrences(schedule, now, 1, calendar)
+    if not upcoming or upcoming[0] > now + HORIZON:
+        raise ScheduleProblem(Problem.NEVER, "schedule", kind)
+    return schedule
 
 
 def render_text(template: str, **values: str) -> str:
@@ -275,7 +388,7 @@ def _list(node: yaml.Node) -> list[str] | None:
 
 
 def _rule_from_node(
-    node: yaml.Node, now: datetime, zone: ZoneInfo
+    node: yaml.Node, now: datetime, calendar: SchoolCalendar
 ) -> tuple[RuleIn | None, list[LineError]]:
     line = node.start_mark.line + 1
     errors: list[LineError] = []
@@ -311,7 +424,7 @@ def _rule_from_node(
             errors.append(LineError(line=where, problem=Problem.TEXT))
         elif (bad := check_text(text)) is not None:
             errors.append(LineError(line=where, problem=Problem.VARIABLE, value=bad))
-    schedule = _schedule_from(raw, line, text_of, errors, now, zone)
+    schedule = _schedule_from(raw, line, text_of, errors, now, calendar)
     leads: list[int] = [0]
     if "leads" in raw:
         where, value_node = raw["leads"]
@@ -376,71 +489,24 @@ def _schedule_from(
     text_of: Any,
     errors: list[LineError],
     now: datetime,
-    zone: ZoneInfo,
+    calendar: SchoolCalendar,
 ) -> Schedule | None:
-    where, kind = text_of("schedule")
+    _, kind = text_of("schedule")
     if kind is None:
         return None
-    if kind not in KINDS:
-        errors.append(LineError(line=where, problem=Problem.KIND, value=kind))
+    parts = {key: text_of(key)[1] for key in ("at", "day", "month", "cron") if key in raw}
+    days = _list(raw["days"][1]) if "days" in raw else None
+    try:
+        return make_schedule(kind, days=days, now=now, calendar=calendar, **parts)
+    except ScheduleProblem as problem:
+        at_line = raw[problem.key][0] if problem.key in raw else line
+        errors.append(LineError(line=at_line, problem=problem.problem, value=problem.value))
         return None
-    before = len(errors)
-    schedule = Schedule(kind=kind)
-    if kind == "cron":
-        cron_line, cron = text_of("cron")
-        if cron is None:
-            errors.append(LineError(line=line, problem=Problem.MISSING, value="cron"))
-            return None
-        try:
-            cron_trigger(cron, zone)
-        except ValueError:
-            errors.append(LineError(line=cron_line, problem=Problem.CRON, value=cron))
-            return None
-        schedule.cron = cron
-    else:
-        at_line, at = text_of("at")
-        if at is None:
-            errors.append(LineError(line=line, problem=Problem.MISSING, value="at"))
-            return None
-        if kind == "once":
-            shown = _WHEN.match(at)
-            try:
-                if shown is None:
-                    raise ValueError(at)
-                date.fromisoformat(shown.group(1))
-            except ValueError:
-                errors.append(LineError(line=at_line, problem=Problem.DATE, value=at))
-                return None
-        elif not _HHMM.match(at):
-            errors.append(LineError(line=at_line, problem=Problem.TIME, value=at))
-            return None
-        schedule.at = at
-    if kind == "weekly":
-        days_line, _ = raw.get("days", (line, None))
-        days = _list(raw["days"][1]) if "days" in raw else None
-        indexes = [
-            DAY_NAMES.index(d[:3].lower()) if d[:3].lower() in DAY_NAMES else -1 for d in days or []
-        ]
-        if not days or -1 in indexes:
-            errors.append(
-                LineError(line=days_line, problem=Problem.DAYS, value=", ".join(days or []))
-            )
-        schedule.days = sorted(set(indexes))
-    if kind == "monthly":
-        day_line, day = text_of("day")
-        if day is None or not (day == "last" or (day.isdigit() and 1 <= int(day) <= 28)):
-            errors.append(LineError(line=day_line, problem=Problem.DAY, value=day or ""))
-        schedule.day = day or ""
-    if len(errors) > before:
-        return None
-    upcoming = next_occurrences(schedule, now, 1, zone)
-    if not upcoming or upcoming[0] > now + HORIZON:
-        errors.append(LineError(line=where, problem=Problem.NEVER, value=kind))
-        return None
-    return schedule
 
 
-def parse_plan(text: str, now: datetime, zone: ZoneInfo) -> tuple[list[RuleIn], list[LineError]]:
+def parse_plan(
+    text: str, now: datetime, calendar: SchoolCalendar
+) -> tuple[list[RuleIn], list[LineError]]:
     """Every rule in a YAML plan (one rule or a list) and every problem found, by line."""
     nodes = yamlfile.entries(text, MAX_RULES)
     if isinstance(nodes, yamlfile.FileTrouble):
@@ -454,7 +520,7 @@ def parse_plan(text: str, now: datetime, zone: ZoneInfo) -> tuple[list[RuleIn], 
     errors: list[LineError] = []
     seen: dict[str, int] = {}
     for node in nodes:
-        rule, problems = _rule_from_node(node, now, zone)
+        rule, problems = _rule_from_node(node, now, calendar)
         errors.extend(problems)
         if rule is None:
             continue
@@ -482,9 +548,11 @@ class Targets:
     people: list[Person]  # reachable or not; only those who started the bot are written to
 
 
-async def _targets(
+async def targets(
     conn: AsyncConnection, unit: Unit, purpose: str | None, role: str | None
 ) -> Targets:
+    """The active groups of ``purpose`` and the holders of ``role`` at or below ``unit`` (also
+    used by drills, whose lead-time reminders are ordinary rules)."""
     found_groups: list[Group] = []
     if purpose is not None:
         rows = await conn.execute(
@@ -553,7 +621,7 @@ async def import_plan(rt: Runtime, actor: Actor | None, data: bytes) -> ImportSu
         raise PlanRejected(
             errors=[LineError(line=1, problem=Problem.YAML, value="not UTF-8")]
         ) from None
-    rules, errors = parse_plan(text, now, rt.settings.zone)
+    rules, errors = parse_plan(text, now, rt.settings.calendar)
     summary = ImportSummary(created=[], replaced=[])
     async with rt.db.transaction() as conn:
         root = await org.root_unit(conn, now)
@@ -568,8 +636,8 @@ async def import_plan(rt: Runtime, actor: Actor | None, data: bytes) -> ImportSu
                     LineError(line=rule.line, problem=Problem.UNKNOWN_UNIT, value=rule.unit)
                 )
                 continue
-            targets = await _targets(conn, unit, rule.purpose, rule.role)
-            if not targets.groups and not targets.people:
+            found = await targets(conn, unit, rule.purpose, rule.role)
+            if not found.groups and not found.people:
                 errors.append(LineError(line=rule.line, problem=Problem.NOBODY, value=rule.name))
                 continue
             resolved.append((rule, unit))
@@ -642,8 +710,10 @@ async def export_plan(rt: Runtime) -> str:
                 entry["at"] = schedule.at
             if schedule.kind == "weekly":
                 entry["days"] = [DAY_NAMES[d] for d in schedule.days]
-            if schedule.kind == "monthly":
+            if schedule.day:
                 entry["day"] = schedule.day
+            if schedule.month:
+                entry["month"] = schedule.month
             entry["leads"] = [_duration_text(s) for s in row.leads]
             if row.target_purpose:
                 entry["purpose"] = row.target_purpose
@@ -678,7 +748,7 @@ def _rule_schedule(row: Any) -> Schedule:
 
 
 def _due_fires(
-    row: Any, since: datetime, now: datetime, zone: ZoneInfo
+    row: Any, since: datetime, now: datetime, calendar: SchoolCalendar
 ) -> list[tuple[datetime, int]]:
     """(due, lead) pairs whose firing time due − lead lies in (since, now]."""
     schedule = _rule_schedule(row)
@@ -687,19 +757,21 @@ def _due_fires(
         offset = timedelta(seconds=lead)
         after = since + offset
         for due in (
-            next_occurrences(schedule, after, 1000, zone)
+            next_occurrences(schedule, after, 1000, calendar)
             if schedule.kind == "once"
-            else _until(schedule, after, now + offset, zone)
+            else _until(schedule, after, now + offset, calendar)
         ):
             if since < due - offset <= now:
                 found.append((due, lead))
     return sorted(found, key=lambda pair: pair[0] - timedelta(seconds=pair[1]))
 
 
-def _until(schedule: Schedule, after: datetime, until: datetime, zone: ZoneInfo) -> list[datetime]:
+def _until(
+    schedule: Schedule, after: datetime, until: datetime, calendar: SchoolCalendar
+) -> list[datetime]:
     found: list[datetime] = []
     while len(found) < 2000:
-        batch = next_occurrences(schedule, after, 50, zone)
+        batch = next_occurrences(schedule, after, 50, calendar)
         for due in batch:
             if due > until:
                 return found
@@ -736,8 +808,8 @@ async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None
     try:
         async with rt.db.transaction() as conn:
             unit = await org.unit_by_id(conn, row.target_unit_id)
-            targets = await _targets(conn, unit, row.target_purpose, row.target_role)
-            reached = [p for p in targets.people if p.started]
+            found = await targets(conn, unit, row.target_purpose, row.target_role)
+            reached = [p for p in found.people if p.started]
             follow_up_at = (
                 now + timedelta(seconds=row.follow_up_s)
                 if state is State.SENT and row.ask_ack and row.follow_up_s
@@ -754,7 +826,7 @@ async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None
                         done_at=now,
                         follow_up_at=follow_up_at,
                         detail={
-                            "groups": [g.id for g in targets.groups] if state is State.SENT else [],
+                            "groups": [g.id for g in found.groups] if state is State.SENT else [],
                             "people": [p.id for p in reached] if state is State.SENT else [],
                         },
                     )
@@ -762,7 +834,7 @@ async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None
                 )
             ).scalar_one()
             if state is State.SENT:
-                for group in targets.groups:
+                for group in found.groups:
                     locale = rt.settings.locale
                     await notify_group(
                         conn,
@@ -814,7 +886,7 @@ async def run_due(rt: Runtime) -> Progress:
     and that was never handled is sent (or recorded as missed beyond the grace period); then
     every follow-up that is due goes out once."""
     now = rt.now()
-    zone = rt.settings.zone
+    calendar = rt.settings.calendar
     progress = Progress(sent=[], missed=[], followed_up=0)
     async with rt.db.read() as conn:
         rules = (
@@ -827,7 +899,7 @@ async def run_due(rt: Runtime) -> Progress:
         handled = {row.id: await _handled(conn, row.id) for row in rules}
     for row in rules:
         since = max(row.planned_from, now - LOOKBACK)
-        for due, lead in _due_fires(row, since, now, zone):
+        for due, lead in _due_fires(row, since, now, calendar):
             if (due, lead) in handled[row.id]:
                 continue
             state = await _fire(rt, row, due, lead)
@@ -1071,7 +1143,7 @@ async def list_rules(rt: Runtime, actor: Actor) -> list[RuleView]:
                     unit=unit.path,
                     role=row.target_role,
                     leads=list(row.leads),
-                    next=next_occurrences(schedule, now, 5, rt.settings.zone),
+                    next=next_occurrences(schedule, now, 5, rt.settings.calendar),
                 )
             )
     return views
