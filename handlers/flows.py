@@ -10,17 +10,29 @@ nothing here.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, ConversationHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    BaseHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
 
 from handlers.common import reply
 from handlers.context import BotContext
 
 Step = Callable[[Update, BotContext], Awaitable[int]]
 
+TIMEOUT = timedelta(minutes=15)  # a guided flow left alone this long is dropped, politely
 # Before everything else: it only takes note and never stops an update.
 FLOWS_GROUP = -10
 KEEP = frozenset({"cancel"})
@@ -112,6 +124,38 @@ def time_out(draft: str, template: str) -> Callable[[Update, BotContext], Awaita
         await reply(update, context, template)
 
     return timed_out
+
+
+def guided(
+    *,
+    name: str,
+    draft: str,
+    entry_points: list[BaseHandler[Any, Any, Any]],
+    states: dict[object, list[BaseHandler[Any, Any, Any]]],
+    cancelled: Step,
+    timeout_template: str,
+) -> Flow:
+    """A guided flow as all of ours are: started by the command ``name``, its half-filled state
+    kept under ``draft``; /cancel (``cancelled``) and TIMEOUT of silence (saying
+    ``timeout_template``) drop the draft; the command again starts afresh."""
+    with warnings.catch_warnings():
+        # Our CallbackQueryHandlers track the person, not a message: that is what we want.
+        warnings.simplefilter("ignore", PTBUserWarning)
+        return Flow(
+            commands=(name,),
+            forget=(draft,),
+            entry_points=entry_points,
+            states={
+                **states,
+                ConversationHandler.TIMEOUT: [
+                    TypeHandler(Update, time_out(draft, timeout_template))
+                ],
+            },
+            fallbacks=[CommandHandler("cancel", cancelled)],
+            allow_reentry=True,
+            conversation_timeout=TIMEOUT.total_seconds(),
+            name=name,
+        )
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 from telegram import Update
@@ -14,10 +13,8 @@ from telegram.ext import (
     CommandHandler,
     ConversationHandler,
     MessageHandler,
-    TypeHandler,
     filters,
 )
-from telegram.warnings import PTBUserWarning
 
 from bot.errors import NotAllowed, StaleButton
 from bot.outbox import Button
@@ -27,13 +24,12 @@ from bot.services.models import Purpose, Role
 from handlers.commands import command
 from handlers.common import actor_of, button, is_private, pressed, recipient_of, reply, show
 from handlers.context import BotContext
-from handlers.flows import Flow, cancel, step_back, time_out
+from handlers.flows import Flow, cancel, guided, step_back
 from handlers.hazard_actions import IMAGE, card_buttons, received_image, send_photos, show_hazard
 
 FLOW = "hf:"
 DRAFT = "safecampus.hazard_draft"
 PHOTOS, CATEGORY, SEVERITY, PLACE, DESCRIPTION, CONFIRM = range(6)
-TIMEOUT_SECONDS = 15 * 60
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 CAPTIONED = filters.CaptionRegex(hazards.CAPTION)
 REFERENCE = re.compile(r"[Hh]-?\d{1,9}")
@@ -394,57 +390,50 @@ def _flow_handler() -> Flow:
     }
     cancelled = cancel(DRAFT, "hazards/flow/cancelled.j2")
     cancel_button = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBUserWarning)
-        return Flow(
-            commands=("hazard",),
-            forget=(DRAFT,),
-            entry_points=[CommandHandler("hazard", begin, filters=PRIVATE)],
-            states={
-                PHOTOS: [
-                    MessageHandler(IMAGE & ~CAPTIONED, photo_added),
-                    CallbackQueryHandler(photos_done, pattern=f"{flow}done$"),
-                    MessageHandler(~filters.COMMAND & ~CAPTIONED, not_a_photo),
-                    cancel_button,
-                ],
-                CATEGORY: [
-                    CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"),
-                    back[CATEGORY],
-                    cancel_button,
-                ],
-                SEVERITY: [
-                    CallbackQueryHandler(chose_severity, pattern=f"{flow}sev:"),
-                    back[SEVERITY],
-                    cancel_button,
-                ],
-                PLACE: [
-                    MessageHandler(filters.TEXT & ~filters.COMMAND, place_typed),
-                    MessageHandler(filters.LOCATION, place_located),
-                    CallbackQueryHandler(place_checkpoint, pattern=f"{flow}cp:"),
-                    back[PLACE],
-                    cancel_button,
-                ],
-                DESCRIPTION: [
-                    MessageHandler(filters.TEXT & ~filters.COMMAND, described),
-                    MessageHandler(~filters.TEXT & ~filters.COMMAND & ~CAPTIONED, not_text),
-                    back[DESCRIPTION],
-                    cancel_button,
-                ],
-                CONFIRM: [
-                    CallbackQueryHandler(confirmed, pattern=f"{flow}confirm$"),
-                    CallbackQueryHandler(edit, pattern=f"{flow}edit$"),
-                    back[CONFIRM],
-                    cancel_button,
-                ],
-                ConversationHandler.TIMEOUT: [
-                    TypeHandler(Update, time_out(DRAFT, "hazards/flow/timeout.j2"))
-                ],
-            },
-            fallbacks=[CommandHandler("cancel", cancelled)],
-            allow_reentry=True,
-            conversation_timeout=TIMEOUT_SECONDS,
-            name="hazard",
-        )
+    return guided(
+        entry_points=[CommandHandler("hazard", begin, filters=PRIVATE)],
+        states={
+            PHOTOS: [
+                MessageHandler(IMAGE & ~CAPTIONED, photo_added),
+                CallbackQueryHandler(photos_done, pattern=f"{flow}done$"),
+                MessageHandler(~filters.COMMAND & ~CAPTIONED, not_a_photo),
+                cancel_button,
+            ],
+            CATEGORY: [
+                CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"),
+                back[CATEGORY],
+                cancel_button,
+            ],
+            SEVERITY: [
+                CallbackQueryHandler(chose_severity, pattern=f"{flow}sev:"),
+                back[SEVERITY],
+                cancel_button,
+            ],
+            PLACE: [
+                MessageHandler(filters.TEXT & ~filters.COMMAND, place_typed),
+                MessageHandler(filters.LOCATION, place_located),
+                CallbackQueryHandler(place_checkpoint, pattern=f"{flow}cp:"),
+                back[PLACE],
+                cancel_button,
+            ],
+            DESCRIPTION: [
+                MessageHandler(filters.TEXT & ~filters.COMMAND, described),
+                MessageHandler(~filters.TEXT & ~filters.COMMAND & ~CAPTIONED, not_text),
+                back[DESCRIPTION],
+                cancel_button,
+            ],
+            CONFIRM: [
+                CallbackQueryHandler(confirmed, pattern=f"{flow}confirm$"),
+                CallbackQueryHandler(edit, pattern=f"{flow}edit$"),
+                back[CONFIRM],
+                cancel_button,
+            ],
+        },
+        draft=DRAFT,
+        cancelled=cancelled,
+        timeout_template="hazards/flow/timeout.j2",
+        name="hazard",
+    )
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

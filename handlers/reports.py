@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 from telegram import Message, Update
@@ -14,10 +13,8 @@ from telegram.ext import (
     CommandHandler,
     ConversationHandler,
     MessageHandler,
-    TypeHandler,
     filters,
 )
-from telegram.warnings import PTBUserWarning
 
 from bot.errors import StaleButton
 from bot.outbox import Button
@@ -26,13 +23,12 @@ from bot.services.reports import Category, Draft, PhotoIn, Severity
 from handlers.commands import command
 from handlers.common import actor_of, button, pressed, reply, show, text
 from handlers.context import BotContext
-from handlers.flows import Flow, cancel, step_back, time_out
+from handlers.flows import Flow, cancel, guided, step_back
 from handlers.report_actions import detail_buttons
 
 FLOW = "rf:"
 DRAFT = "safecampus.report_draft"
 CATEGORY, SEVERITY, DESCRIPTION, PHOTOS, ANONYMOUS, CONFIRM = range(6)
-TIMEOUT_SECONDS = 15 * 60
 # The Bot API refuses to hand out files over 20 MB; such photos are recorded by file_id only.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
@@ -381,65 +377,57 @@ def _flow_handler() -> Flow:
     }
     cancelled = cancel(DRAFT, "reports/flow/cancelled.j2")
     cancel_button = CallbackQueryHandler(cancelled, pattern=f"{flow}cancel$")
-    with warnings.catch_warnings():
-        # Our CallbackQueryHandlers track the person, not a message: that is what we want.
-        warnings.simplefilter("ignore", PTBUserWarning)
-        return Flow(
-            commands=("report",),
-            forget=(DRAFT,),
-            entry_points=[
-                CommandHandler("report", begin, filters=PRIVATE),
-                CommandHandler("start", begin, filters=PRIVATE & filters.Regex(r"^/start report$")),
-                MessageHandler(
-                    PRIVATE & filters.PHOTO & filters.CaptionRegex(r"^/report\b"),
-                    photo_with_caption,
-                ),
+    return guided(
+        entry_points=[
+            CommandHandler("report", begin, filters=PRIVATE),
+            CommandHandler("start", begin, filters=PRIVATE & filters.Regex(r"^/start report$")),
+            MessageHandler(
+                PRIVATE & filters.PHOTO & filters.CaptionRegex(r"^/report\b"),
+                photo_with_caption,
+            ),
+        ],
+        states={
+            CATEGORY: [
+                CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"),
+                cancel_button,
             ],
-            states={
-                CATEGORY: [
-                    CallbackQueryHandler(chose_category, pattern=f"{flow}cat:"),
-                    cancel_button,
-                ],
-                SEVERITY: [
-                    CallbackQueryHandler(chose_severity, pattern=f"{flow}sev:"),
-                    back[SEVERITY],
-                    cancel_button,
-                ],
-                DESCRIPTION: [
-                    MessageHandler(filters.TEXT & ~filters.COMMAND, described),
-                    CallbackQueryHandler(kept_description, pattern=f"{flow}keep$"),
-                    MessageHandler(~filters.TEXT & ~filters.COMMAND, not_text),
-                    back[DESCRIPTION],
-                    cancel_button,
-                ],
-                PHOTOS: [
-                    MessageHandler(filters.PHOTO, photo_added),
-                    MessageHandler(filters.LOCATION, location_added),
-                    CallbackQueryHandler(photos_done, pattern=f"{flow}done$"),
-                    MessageHandler(~filters.COMMAND, not_a_photo),
-                    back[PHOTOS],
-                    cancel_button,
-                ],
-                ANONYMOUS: [
-                    CallbackQueryHandler(chose_anonymity, pattern=f"{flow}anon:"),
-                    back[ANONYMOUS],
-                    cancel_button,
-                ],
-                CONFIRM: [
-                    CallbackQueryHandler(confirmed, pattern=f"{flow}confirm$"),
-                    CallbackQueryHandler(edit, pattern=f"{flow}edit$"),
-                    back[CONFIRM],
-                    cancel_button,
-                ],
-                ConversationHandler.TIMEOUT: [
-                    TypeHandler(Update, time_out(DRAFT, "reports/flow/timeout.j2"))
-                ],
-            },
-            fallbacks=[CommandHandler("cancel", cancelled)],
-            allow_reentry=True,
-            conversation_timeout=TIMEOUT_SECONDS,
-            name="report",
-        )
+            SEVERITY: [
+                CallbackQueryHandler(chose_severity, pattern=f"{flow}sev:"),
+                back[SEVERITY],
+                cancel_button,
+            ],
+            DESCRIPTION: [
+                MessageHandler(filters.TEXT & ~filters.COMMAND, described),
+                CallbackQueryHandler(kept_description, pattern=f"{flow}keep$"),
+                MessageHandler(~filters.TEXT & ~filters.COMMAND, not_text),
+                back[DESCRIPTION],
+                cancel_button,
+            ],
+            PHOTOS: [
+                MessageHandler(filters.PHOTO, photo_added),
+                MessageHandler(filters.LOCATION, location_added),
+                CallbackQueryHandler(photos_done, pattern=f"{flow}done$"),
+                MessageHandler(~filters.COMMAND, not_a_photo),
+                back[PHOTOS],
+                cancel_button,
+            ],
+            ANONYMOUS: [
+                CallbackQueryHandler(chose_anonymity, pattern=f"{flow}anon:"),
+                back[ANONYMOUS],
+                cancel_button,
+            ],
+            CONFIRM: [
+                CallbackQueryHandler(confirmed, pattern=f"{flow}confirm$"),
+                CallbackQueryHandler(edit, pattern=f"{flow}edit$"),
+                back[CONFIRM],
+                cancel_button,
+            ],
+        },
+        draft=DRAFT,
+        cancelled=cancelled,
+        timeout_template="reports/flow/timeout.j2",
+        name="report",
+    )
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -273,10 +274,11 @@ async def _actor(rt: Any, user: FakeUser) -> Any:
 async def test_an_abandoned_report_times_out_politely_and_big_photos_are_kept_by_id(
     tmp_path: Path, fake_telegram: FakeBotAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import handlers.flows
     import handlers.reports as flow
 
     # Our own knobs, turned down so the test does not wait 15 minutes or send 20 MB.
-    monkeypatch.setattr(flow, "TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(handlers.flows, "TIMEOUT", timedelta(seconds=0.5))
     monkeypatch.setattr(flow, "DOWNLOAD_LIMIT", 10)
     async with running_bot(bot_settings(tmp_path / "b", fake_telegram)) as application:
         boss = fake_telegram.user(SUPERADMIN_ID, "处长", username="boss")

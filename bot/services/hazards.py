@@ -1181,11 +1181,7 @@ async def view(rt: Runtime, actor: Actor, hazard_id: int) -> HazardView:
                 .order_by(hazard_events.c.id)
             )
         ).all()
-        ids = {row.actor_id for row in rows if row.actor_id}
-        persons = {
-            row.id: org.person_from_row(row)
-            for row in (await conn.execute(select(people).where(people.c.id.in_(ids)))).all()
-        }
+        persons = await org.people_by_id(conn, {row.actor_id for row in rows if row.actor_id})
     events = [
         Event(
             at=row.at,

@@ -268,6 +268,12 @@ def person_from_row(row: Row[Any]) -> Person:
     )
 
 
+async def people_by_id(conn: AsyncConnection, ids: set[int]) -> dict[int, Person]:
+    """The people with these ids (a history's actors, say), by id."""
+    rows = await conn.execute(select(people).where(people.c.id.in_(ids)))
+    return {row.id: person_from_row(row) for row in rows.all()}
+
+
 async def _grants_of(conn: AsyncConnection, person_ids: list[int]) -> dict[int, list[Grant]]:
     rows = (
         await conn.execute(
