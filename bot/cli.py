@@ -195,20 +195,45 @@ def _plan(settings: Settings, action: str, path: Path | None) -> int:
             return EXIT_FAILURE
         print(f"imported {len(summary.created)} new rule(s), replaced {len(summary.replaced)}")
         return 0
+    print(_on_database(settings, reminders.export_plan), end="")
+    return 0
+
+
+def _preset(settings: Settings, name: str) -> int:
+    from bot.services import compliance
+
+    async def load(runtime: Runtime) -> tuple[bool, str]:
+        try:
+            loaded = await compliance.load_preset(runtime, None, name)
+        except DomainError as exc:
+            return False, runtime.renderer.render("en", exc.template, **exc.context)
+        shown = runtime.renderer.render(
+            "en", "compliance/preset_loaded.j2", preset=name, loaded=loaded
+        )
+        return True, shown
+
+    loaded, shown = _on_database(settings, load)
+    if not loaded:
+        return _fail(html.unescape(shown), EXIT_FAILURE)
+    print(html.unescape(shown))
+    return 0
+
+
+def _on_database(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run ``work`` on a runtime over the migrated database, then close it."""
     from bot.runtime import build_runtime
     from bot.store import upgrade
 
     runtime = build_runtime(settings)
 
-    async def export() -> str:
+    async def go() -> T:
         try:
             await upgrade(runtime.db)
-            return await reminders.export_plan(runtime)
+            return await work(runtime)
         finally:
             await runtime.db.close()
 
-    print(asyncio.run(export()), end="")
-    return 0
+    return asyncio.run(go())
 
 
 def _checkpoints_qr(settings: Settings, out: Path, bot_username: str) -> int:
@@ -267,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_import.add_argument("file", type=Path, help="the plan, a UTF-8 YAML file")
     plan_commands.add_parser("export", help="print every reminder rule as a YAML plan")
+    plan_preset = plan_commands.add_parser(
+        "preset",
+        help="load a built-in plan: its assessment obligations and reminders (twice = once)",
+    )
+    plan_preset.add_argument("name", help="the built-in plan: pingan-campus (平安校园)")
     checkpoints = commands.add_parser("checkpoints", help="patrol checkpoints")
     checkpoint_commands = checkpoints.add_subparsers(
         dest="checkpoints_command", required=True, metavar="checkpoints-command"
@@ -304,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "checkpoints":
             return _checkpoints_qr(settings, args.out, args.bot_username)
         if args.command == "plan":
+            if args.plan_command == "preset":
+                return _preset(settings, args.name)
             return _plan(settings, args.plan_command, getattr(args, "file", None))
         if args.command == "checklist":
             return _checklist_import(settings, args.file)

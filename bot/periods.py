@@ -76,7 +76,7 @@ class SchoolCalendar:
 
 
 def parse_semester_starts(text: str) -> SemesterStarts:
-    """"02-20,09-01" → ((2, 20), (9, 1)); ValueError naming the first bad part."""
+    """ "02-20,09-01" → ((2, 20), (9, 1)); ValueError naming the first bad part."""
     starts: list[tuple[int, int]] = []
     for part in (piece.strip() for piece in text.split(",")):
         try:

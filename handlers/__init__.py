@@ -11,6 +11,8 @@ from telegram.ext import Application
 
 from handlers import (
     allclear,
+    compliance,
+    drills,
     duty,
     errors,
     fallback,
@@ -24,9 +26,11 @@ from handlers import (
     patrols,
     people,
     prompts,
+    remind,
     reminders,
     report_actions,
     reports,
+    special_periods,
     start,
 )
 from handlers.commands import publish_command_menus, publish_personal_menus
@@ -41,10 +45,13 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         prompts,
         hazards,  # its flow's /cancel before the reports' "nothing to cancel"
         hazard_actions,
+        drills,  # its flow's /cancel before the reports' too
+        remind,  # and this one's
         reports,
         report_actions,
         allclear,
         reminders,
+        compliance,
         inspections,  # its checklist files before the roster's catch-all for files
         duty,
         patrols,
@@ -53,6 +60,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         people,
         invitations,
         groups,
+        special_periods,
         fallback,
         errors,
     ):

@@ -27,7 +27,7 @@ from bot.errors import WrongChat
 from bot.logs import log_event
 from bot.render import LOCALES, Renderer
 from bot.runtime import Runtime
-from bot.services import org
+from bot.services import compliance, drills, org
 from bot.services.models import Actor, Role
 from handlers.common import is_private
 from handlers.context import BotContext
@@ -99,6 +99,11 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("hazard", frozenset({PRIVATE}), REPORTING_HAZARDS),
     CommandSpec("hazards", frozenset({PRIVATE}), HAZARD_VIEWERS),
     CommandSpec("reminders", frozenset({PRIVATE}), ADMINS),
+    CommandSpec("remind", frozenset({PRIVATE}), ADMINS),
+    CommandSpec("drill", frozenset({PRIVATE}), frozenset(drills.ORGANISERS)),
+    CommandSpec("drills", frozenset({PRIVATE}), frozenset(drills.VIEWERS)),
+    CommandSpec("compliance", frozenset({PRIVATE}), frozenset(compliance.WATCHERS)),
+    CommandSpec("alert", frozenset({PRIVATE}), ADMINS),
     CommandSpec("bind", frozenset({GROUP}), ADMINS),
     CommandSpec("unbind", frozenset({GROUP}), ADMINS),
 ]

@@ -7,7 +7,16 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.runtime import Runtime
-from schedules import allclear, duty, escalation, hazards, outbox_housekeeping, patrols, reminders
+from schedules import (
+    allclear,
+    duty,
+    escalation,
+    hazards,
+    outbox_housekeeping,
+    patrols,
+    reminders,
+    special_periods,
+)
 
 
 async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: Runtime) -> None:
@@ -21,3 +30,4 @@ async def plan(application: Application[Any, Any, Any, Any, Any, Any], runtime: 
     patrols.plan(job_queue, runtime)
     hazards.plan(job_queue, runtime)
     reminders.plan(job_queue, runtime)
+    special_periods.plan(job_queue, runtime)

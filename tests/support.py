@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.outbox import Recipient
 from bot.runtime import Runtime, build_runtime
-from bot.services import invitations
+from bot.services import invitations, org
 from bot.services.models import Actor, Profile
 from bot.settings import Settings
 from bot.store import upgrade
@@ -61,3 +62,10 @@ async def enrol(rt: Runtime, by: Actor, telegram_id: int, role: str, path: str =
         rt, profile(telegram_id, f"user{telegram_id}", f"u{telegram_id}"), invitation.token
     )
     return joined.actor
+
+
+async def add_groups(rt: Runtime, by: Actor, groups: list[tuple[str, str, str]]) -> None:
+    """Bind Telegram groups as ``/bind`` does, without going through Telegram: (chat id, unit
+    path — "" for the whole school —, purpose) each; the units are created as needed."""
+    for address, path, purpose in groups:
+        await org.bind_group(rt, by, Recipient("telegram", address), path, purpose, path)

@@ -57,6 +57,7 @@ def test_run_without_a_token_names_the_setting_and_exits_2(tmp_path: Path) -> No
         ("ack_deadlines", "urgent=soon,major=30m,serious=4h,routine=24h"),
         ("escalation_interval", "0m"),
         ("reports_per_minute", "0"),
+        ("semester_starts", "09-01,13-01"),
         ("data_dir", "/proc/forbidden"),
     ],
 )
@@ -126,7 +127,7 @@ def school_database(tmp_path: Path) -> str:
     import asyncio
 
     from bot.services import org
-    from tests.support import FakeClock, make_settings, open_runtime, profile
+    from tests.support import FakeClock, add_groups, make_settings, open_runtime, profile
 
     settings = make_settings(tmp_path)
 
@@ -134,19 +135,11 @@ def school_database(tmp_path: Path) -> str:
         rt = await open_runtime(settings, FakeClock(datetime.now(UTC)))
         try:
             boss = await org.identify(rt, profile(SUPERADMIN_ID, "boss", "boss"), private=True)
-            async with rt.db.transaction() as conn:
-                for address, path in (("-801", "信息学院/计科2201"), ("-802", "信息学院/计科2202")):
-                    unit = await org.ensure_unit(conn, boss, path, rt.now())
-                    await conn.execute(
-                        org.groups.insert().values(
-                            channel="telegram",
-                            address=address,
-                            title=path,
-                            purpose="class",
-                            unit_id=unit.id,
-                            joined_at=rt.now(),
-                        )
-                    )
+            groups = [
+                ("-801", "信息学院/计科2201", "class"),
+                ("-802", "信息学院/计科2202", "class"),
+            ]
+            await add_groups(rt, boss, groups)
         finally:
             await rt.db.close()
 
@@ -214,3 +207,19 @@ def test_plan_import_then_export_prints_yaml_that_imports_again(tmp_path: Path) 
     assert "imported 0 new rule(s), replaced 1" in reimported.stdout
     assert stored_rules(tmp_path) == ["消防检查"]
     assert safecampus(tmp_path, "plan", "export", database_url=url).stdout == exported.stdout
+
+
+def test_the_preset_loads_from_the_command_line_and_twice_is_once(tmp_path: Path) -> None:
+    url = school_database(tmp_path)
+    first = safecampus(tmp_path, "plan", "preset", "pingan-campus", database_url=url)
+    assert first.returncode == 0, first.stderr
+    assert "9 assessment items added" in first.stdout
+    assert "9 reminder rules added" in first.stdout
+    rules = stored_rules(tmp_path)
+    again = safecampus(tmp_path, "plan", "preset", "pingan-campus", database_url=url)
+    assert "0 assessment items added, 9 already there; 0 reminder rules added" in again.stdout
+    assert stored_rules(tmp_path) == rules
+    unknown = safecampus(tmp_path, "plan", "preset", "nope", database_url=url)
+    assert unknown.returncode == 1
+    assert "pingan-campus" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -1,7 +1,7 @@
 """Reminder rules (提醒) through the real Application and the fake Telegram server: a plan sent
-to two class groups once each with a "收到" button, acknowledgement once per person (forged
-presses change nothing), one follow-up to the silent group only, and the admin's /reminders
-with pause and resume."""
+to three class groups once each with a "收到" button, acknowledgement once per person (forged
+presses change nothing), two groups acknowledge and only the silent third gets the follow-up
+while the creator gets the list, and the admin's /reminders with pause and resume."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from bot.runtime import Runtime
 from bot.services import org, reminders
 from bot.store.tables import reminder_acks, reminder_occurrences, reminder_rules
 from schedules import reminders as reminders_schedule
-from tests.fakebotapi import Call, FakeBotAPI, FakeChat, FakeUser
-from tests.harness import bot_settings, running_bot
+from tests.fakebotapi import FakeBotAPI, FakeChat, FakeUser
+from tests.harness import alert, bot_settings, bound_group, next_reply, running_bot
 from tests.support import SUPERADMIN_ID, FakeClock, profile
 
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
@@ -57,52 +57,31 @@ async def app(tmp_path: Path, fake_telegram: FakeBotAPI, clock: FakeClock) -> As
 class School:
     boss: FakeUser
     a: FakeUser  # a member of class group A
+    c: FakeUser  # a member of class group C
     group_a: FakeChat
     group_b: FakeChat
-
-
-async def say(telegram: FakeBotAPI, user: FakeUser, text: str, chat: Any = None) -> Call:
-    """``user`` sends ``text``; the bot's next message in that chat."""
-    await user.send(text, chat)
-    return await telegram.next_message((chat or user.private_chat).id)
-
-
-async def bound_group(
-    telegram: FakeBotAPI, boss: FakeUser, chat_id: int, title: str, how: str
-) -> FakeChat:
-    group = telegram.group(chat_id, title)
-    await telegram.add_bot_to_group(group, boss)
-    await telegram.next_message(group.id)  # the bot's hello
-    await say(telegram, boss, f"/bind {how}", group)
-    return group
+    group_c: FakeChat
 
 
 async def school(telegram: FakeBotAPI, rt: Runtime) -> School:
-    """Two class groups under 信息学院 and the boss's plan (so the boss is its creator)."""
+    """Three class groups under 信息学院 and the boss's plan (so the boss is its creator)."""
     boss = telegram.user(SUPERADMIN_ID, "王处长", username="boss")
-    await say(telegram, boss, "/start")
+    await next_reply(telegram, boss, "/start")
     group_a = await bound_group(telegram, boss, -801, "计科2201班级群", "class 信息学院/计科2201")
     group_b = await bound_group(telegram, boss, -802, "计科2202班级群", "class 信息学院/计科2202")
+    group_c = await bound_group(telegram, boss, -803, "计科2203班级群", "class 信息学院/计科2203")
     a = telegram.user(201, "小李", username="xiaoli")
+    c = telegram.user(203, "小王", username="xiaowang")
     actor = await org.identify(rt, profile(SUPERADMIN_ID, "王处长", "boss"), private=True)
     summary = await reminders.import_plan(rt, actor, PLAN.encode())
     assert summary.created == ["消防检查"]
-    return School(boss=boss, a=a, group_a=group_a, group_b=group_b)
+    return School(boss=boss, a=a, c=c, group_a=group_a, group_b=group_b, group_c=group_c)
 
 
 async def stored(rt: Runtime, table: Any, *conditions: Any) -> int:
     async with rt.db.read() as conn:
         query = select(func.count()).select_from(table).where(*conditions)
         return (await conn.execute(query)).scalar_one()
-
-
-async def alert(telegram: FakeBotAPI, words: str) -> Call:
-    """The next callback answer shown as an alert containing ``words`` (taken off the list)."""
-    call = await telegram.wait_for(
-        lambda c: c.method == "answerCallbackQuery" and words in str(c.params.get("text"))
-    )
-    telegram.calls.remove(call)
-    return call
 
 
 async def test_each_class_group_gets_it_once_acks_count_once_and_only_the_silent_are_followed_up(
@@ -118,11 +97,12 @@ async def test_each_class_group_gets_it_once_acks_count_once_and_only_the_silent
     assert len(progress.sent) == 1
     reminder_a = await fake_telegram.next_message(s.group_a.id)
     reminder_b = await fake_telegram.next_message(s.group_b.id)
-    for reminder in (reminder_a, reminder_b):
+    reminder_c = await fake_telegram.next_message(s.group_c.id)
+    for reminder in (reminder_a, reminder_b, reminder_c):
         assert "请于 2026-09-01 09:00 前完成消防检查" in (reminder.visible_text or "")
     own = reminder_a.button_data("收到")
     assert own.startswith("rk:")
-    assert reminder_b.button_data("收到") == own
+    assert reminder_b.button_data("收到") == reminder_c.button_data("收到") == own
     assert (await reminders_schedule.run(rt)).sent == []  # a second pass sends nothing
     await fake_telegram.no_message(s.group_a.id)
     await fake_telegram.no_message(s.group_b.id)
@@ -136,7 +116,9 @@ async def test_each_class_group_gets_it_once_acks_count_once_and_only_the_silent
     await alert(fake_telegram, "已确认收到「消防检查」")
     await s.a.click(reminder_a, own)
     await alert(fake_telegram, "你已经确认过了")
-    assert await stored(rt, reminder_acks) == 1
+    await s.c.click(reminder_c, own)
+    await alert(fake_telegram, "已确认收到「消防检查」")
+    assert await stored(rt, reminder_acks) == 2
 
     clock.advance(hours=1)
     assert (await reminders_schedule.run(rt)).followed_up == 0  # not yet: the delay is 2 h
@@ -150,9 +132,13 @@ async def test_each_class_group_gets_it_once_acks_count_once_and_only_the_silent
     silent = await fake_telegram.next_message(s.boss.id)  # the creator's list
     text = silent.visible_text or ""
     assert "计科2201班级群：小李" in text
-    assert "仍未确认" in text
-    assert "计科2202班级群" in text
+    assert "计科2203班级群：小王" in text
+    silent_part = text[text.index("仍未确认") :]
+    assert "计科2202班级群" in silent_part
+    assert "计科2201" not in silent_part
+    assert "计科2203" not in silent_part
     await fake_telegram.no_message(s.group_a.id)
+    await fake_telegram.no_message(s.group_c.id)
 
     again = await reminders_schedule.run(rt)
     assert (again.sent, again.missed, again.followed_up) == ([], [], 0)
@@ -169,12 +155,12 @@ async def test_an_admin_lists_pauses_and_resumes_and_others_are_refused(
     s = await school(fake_telegram, rt)
 
     guest = fake_telegram.user(299, "访客")
-    await say(fake_telegram, guest, "/start")
-    refused = await say(fake_telegram, guest, "/reminders")
+    await next_reply(fake_telegram, guest, "/start")
+    refused = await next_reply(fake_telegram, guest, "/reminders")
     assert "没有权限" in (refused.visible_text or "")
     assert "消防检查" not in (refused.visible_text or "")
 
-    listing = await say(fake_telegram, s.boss, "/reminders")
+    listing = await next_reply(fake_telegram, s.boss, "/reminders")
     text = listing.visible_text or ""
     assert "消防检查" in text
     assert "2026-09-01 09:00；2026-09-02 09:00；2026-09-03 09:00" in text

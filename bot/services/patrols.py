@@ -1206,3 +1206,27 @@ async def checkins_at(rt: Runtime, actor: Actor, checkpoint_id: int, day: date) 
             checkins.c.sent_at >= start,
             checkins.c.sent_at < end,
         )
+
+
+class CompletedRound(BaseModel):
+    route: str
+    window_start: datetime
+
+
+async def rounds_complete(rt: Runtime, since: datetime, until: datetime) -> list[CompletedRound]:
+    """The rounds whose window started in [since, until) and that were closed complete (every
+    checkpoint verified), oldest first: the evidence the compliance calendar counts."""
+    async with rt.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(patrol_routes.c.name, patrol_rounds.c.window_start)
+                .join(patrol_routes, patrol_routes.c.id == patrol_rounds.c.route_id)
+                .where(
+                    patrol_rounds.c.state == RoundState.COMPLETE,
+                    patrol_rounds.c.window_start >= since,
+                    patrol_rounds.c.window_start < until,
+                )
+                .order_by(patrol_rounds.c.window_start)
+            )
+        ).all()
+    return [CompletedRound(route=row.name, window_start=row.window_start) for row in rows]

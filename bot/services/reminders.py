@@ -1,9 +1,9 @@
 """Reminder rules (提醒): broadcasts from the database on a schedule, optionally acknowledged.
 
-A rule says what (a text with a few variables such as ``{date}``), when (once, daily, weekly on
-given days, monthly on a day, or a cron expression, in the school's time zone), how long before
-each due time (lead times), and to whom (groups by purpose and unit, and/or holders of a role
-in private). The timing arithmetic is pure (``next_occurrences``).
+A rule says what (a text with a few variables such as ``{date}``), when (a schedule: see
+``bot.services.recurrence``, where the timing arithmetic lives), how long before each due time
+(lead times), and to whom (groups by purpose and unit, and/or holders of a role in private). It
+comes from a YAML plan (``import_plan``) or from /remind (``preview``, ``create_rule``).
 
 Each occurrence — a rule, a due time and a lead — is recorded once under a unique key in the same
 transaction as its messages, so a restart or two overlapping passes never send it twice. One
@@ -15,16 +15,13 @@ rule's delay, and its creator gets the list of those still silent.
 from __future__ import annotations
 
 import logging
-import re
 import string
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,11 +32,20 @@ from bot.logs import log_event
 from bot.outbox import Button, Recipient
 from bot.periods import SchoolCalendar
 from bot.runtime import Runtime
-from bot.services import org, yamlfile
+from bot.services import org, special_periods, yamlfile
 from bot.services.models import Actor, Group, Person, Purpose, Role, Unit
 from bot.services.notify import notify_group, notify_person
+from bot.services.recurrence import (
+    DAY_NAMES,
+    HORIZON,
+    Schedule,
+    ScheduleProblem,
+    make_schedule,
+    next_occurrences,
+)
 from bot.settings import parse_duration
 from bot.store.tables import (
+    activities,
     groups,
     people,
     reminder_acks,
@@ -60,17 +66,11 @@ MAX_TEXT = 2000
 MAX_LEADS = 5
 MAX_LEAD = timedelta(days=60)
 LOOKBACK = timedelta(days=31)  # how far back a pass looks for occurrences it never handled
-HORIZON = timedelta(days=366)  # a schedule must fire within this
 VARIABLES = frozenset({"name", "date", "time", "weekday", "lead"})
-KINDS = ("once", "daily", "weekly", "monthly", "quarterly", "semester", "yearly", "cron")
-MAX_SEMESTER_DAY = 120
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KEYS = frozenset(
     {"name", "text", "schedule", "at", "days", "day", "month", "cron", "leads"}
-    | {"purpose", "unit", "role", "ack", "follow_up", "paused"}
+    | {"purpose", "unit", "role", "ack", "follow_up", "paused", "alert_level"}
 )
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_WHEN = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -87,7 +87,8 @@ class UnknownRule(DomainError):
 
 
 class Problem(StrEnum):
-    """What can be wrong with a rule in a plan file (each has words in the templates)."""
+    """What can be wrong with a rule in a plan file or in /remind (each has words in the
+    templates); the schedule's own problems have the values of ``recurrence.WhenProblem``."""
 
     EMPTY = "empty"
     YAML = "yaml"
@@ -115,6 +116,7 @@ class Problem(StrEnum):
     NOBODY = "nobody"  # the targets match no group and nobody
     FOLLOW_UP = "follow_up"
     FLAG = "flag"  # ack/paused not true or false
+    LEVEL = "level"  # alert_level not 1 or 2
     TOO_MANY = "too_many"
 
 
@@ -123,196 +125,6 @@ class LineError(BaseModel):
     problem: Problem
     value: str = ""
     other_line: int | None = None
-
-
-# --- schedules (pure) ------------------------------------------------------------------------
-
-
-class Schedule(BaseModel):
-    """When a rule is due, in the school's calendar. ``at`` is "HH:MM" (or, for a one-off,
-    "YYYY-MM-DD HH:MM"); ``days`` are 0 = Monday; ``day`` is 1–28 or "last" (for a semester
-    rule, the N-th day of the semester); ``month`` is the month of the year (yearly) or of the
-    quarter, 1–3 (quarterly)."""
-
-    kind: str
-    at: str = ""
-    days: list[int] = []
-    day: str = ""
-    month: int = 0
-    cron: str = ""
-
-
-class ScheduleProblem(ValueError):
-    """One part of a schedule is wrong: ``key`` names it (as in a plan file), ``problem`` says
-    how (it has words in the templates)."""
-
-    def __init__(self, problem: Problem, key: str, value: str = "") -> None:
-        super().__init__(f"{key}: {problem.value} {value}")
-        self.problem = problem
-        self.key = key
-        self.value = value
-
-
-_CRONTAB_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _crontab_weekdays(field: str) -> str:
-    """Crontab counts days of the week from 0 = Sunday; APScheduler from 0 = Monday. Spell
-    numbers out as names so "1-5" means Monday to Friday, as any crontab reader expects."""
-    return re.sub(r"\d+", lambda match: _CRONTAB_DAYS[int(match.group()) % 8], field)
-
-
-def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
-    """A trigger for a standard five-field crontab line (ValueError if it is not one)."""
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ValueError(f"a crontab line has 5 fields, not {len(fields)}")
-    minute, hour, day, month, weekday = fields
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_crontab_weekdays(weekday),
-        timezone=zone,
-    )
-
-
-def _trigger(schedule: Schedule, zone: ZoneInfo) -> CronTrigger:
-    if schedule.kind == "cron":
-        return cron_trigger(schedule.cron, zone)
-    hour, minute = (int(part) for part in schedule.at.split(":"))
-    at = {"hour": hour, "minute": minute, "timezone": zone}
-    if schedule.kind == "daily":
-        return CronTrigger(**at)
-    if schedule.kind == "weekly":
-        weekdays = ",".join(DAY_NAMES[d] for d in sorted(set(schedule.days)))
-        return CronTrigger(day_of_week=weekdays, **at)
-    if schedule.kind == "quarterly":
-        months = ",".join(str(schedule.month + 3 * q) for q in range(4))
-        return CronTrigger(month=months, day=schedule.day, **at)
-    if schedule.kind == "yearly":
-        return CronTrigger(month=schedule.month, day=schedule.day, **at)
-    return CronTrigger(day=schedule.day, **at)
-
-
-def _local(day: date, at: str, zone: ZoneInfo) -> datetime:
-    hour, minute = (int(part) for part in at.split(":"))
-    return datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
-
-
-def _semester_days(
-    schedule: Schedule, after: datetime, n: int, cal: SchoolCalendar
-) -> list[datetime]:
-    """The ``day``-th day of each semester at ``at``: computed from the configured starts."""
-    year = after.astimezone(cal.zone).year
-    starts = cal.semester_starts_between(year - 1, year + 2 + n)
-    offset = timedelta(days=int(schedule.day) - 1)
-    dues = sorted(_local(start + offset, schedule.at, cal.zone) for start in starts)
-    return [due for due in dues if due > after][:n]
-
-
-def next_occurrences(
-    schedule: Schedule, after: datetime, n: int, calendar: SchoolCalendar
-) -> list[datetime]:
-    """The first ``n`` due times strictly after ``after`` (aware), in UTC."""
-    if after.tzinfo is None:
-        raise ValueError("next_occurrences needs an aware datetime")
-    if schedule.kind == "once":
-        shown = _WHEN.match(schedule.at)
-        assert shown is not None, schedule.at
-        day, hour, minute = shown.groups()
-        due = _local(date.fromisoformat(day), f"{hour}:{minute}", calendar.zone)
-        return [due] if due > after and n > 0 else []
-    if schedule.kind == "semester":
-        return _semester_days(schedule, after, n, calendar)
-    trigger = _trigger(schedule, calendar.zone)
-    found: list[datetime] = []
-    previous: datetime | None = None
-    start = after + timedelta(microseconds=1)
-    while len(found) < n:
-        fire = trigger.get_next_fire_time(previous, start)
-        if fire is None:
-            break
-        found.append(fire.astimezone(UTC))
-        previous = fire
-        start = fire + timedelta(microseconds=1)
-    return found
-
-
-def _day_of_month(day: str | None) -> str:
-    if day is None or not (day == "last" or (day.isdigit() and 1 <= int(day) <= 28)):
-        raise ScheduleProblem(Problem.DAY, "day", day or "")
-    return day
-
-
-def _month(month: str | None, most: int) -> int:
-    if month is None:
-        return 1
-    if not (month.isdigit() and 1 <= int(month) <= most):
-        raise ScheduleProblem(Problem.MONTH, "month", month)
-    return int(month)
-
-
-def make_schedule(
-    kind: str,
-    *,
-    at: str | None = None,
-    days: list[str] | None = None,
-    day: str | None = None,
-    month: str | None = None,
-    cron: str | None = None,
-    now: datetime,
-    calendar: SchoolCalendar,
-) -> Schedule:
-    """A checked schedule from its parts as typed in a plan file or in /remind. Raises
-    ScheduleProblem for the first part at fault, including a schedule that would not fire
-    within a year (or a one-off in the past)."""
-    if kind not in KINDS:
-        raise ScheduleProblem(Problem.KIND, "schedule", kind)
-    schedule = Schedule(kind=kind)
-    if kind == "cron":
-        if cron is None:
-            raise ScheduleProblem(Problem.MISSING, "cron", "cron")
-        try:
-            cron_trigger(cron, calendar.zone)
-        except ValueError:
-            raise ScheduleProblem(Problem.CRON, "cron", cron) from None
-        schedule.cron = cron
-    elif at is None:
-        raise ScheduleProblem(Problem.MISSING, "at", "at")
-    elif kind == "once":
-        shown = _WHEN.match(at)
-        try:
-            if shown is None:
-                raise ValueError(at)
-            date.fromisoformat(shown.group(1))
-        except ValueError:
-            raise ScheduleProblem(Problem.DATE, "at", at) from None
-        schedule.at = at
-    elif not _HHMM.match(at):
-        raise ScheduleProblem(Problem.TIME, "at", at)
-    else:
-        schedule.at = at
-    if kind == "weekly":
-        indexes = [
-            DAY_NAMES.index(d[:3].lower()) if d[:3].lower() in DAY_NAMES else -1 for d in days or []
-        ]
-        if not days or -1 in indexes:
-            raise ScheduleProblem(Problem.DAYS, "days", ", ".join(days or []))
-        schedule.days = sorted(set(indexes))
-    if kind in ("monthly", "quarterly", "yearly"):
-        schedule.day = _day_of_month(day)
-    if kind in ("quarterly", "yearly"):
-        schedule.month = _month(month, 3 if kind == "quarterly" else 12)
-    if kind == "semester":
-        if day is None or not (day.isdigit() and 1 <= int(day) <= MAX_SEMESTER_DAY):
-            raise ScheduleProblem(Problem.SEMESTER_DAY, "day", day or "")
-        schedule.day = day
-    upcoming = next_occurrences(schedule, now, 1, calendar)
-    if not upcoming or upcoming[0] > now + HORIZON:
-        raise ScheduleProblem(Problem.NEVER, "schedule", kind)
-    return schedule
 
 
 def render_text(template: str, **values: str) -> str:
@@ -356,6 +168,7 @@ class RuleIn(BaseModel):
     ack: bool = False
     follow_up: int | None = None  # seconds after sending
     paused: bool = False
+    alert_level: int | None = None  # runs only during a special period of this level or higher
 
 
 def _scalar(node: yaml.Node) -> str | None:
@@ -461,6 +274,10 @@ def _rule_from_node(
         follow_up = _duration_seconds(value)
         if not follow_up:
             errors.append(LineError(line=where, problem=Problem.FOLLOW_UP, value=value))
+    where, value = text_of("alert_level")
+    alert_level = int(value) if value in ("1", "2") else None
+    if value is not None and alert_level is None:
+        errors.append(LineError(line=where, problem=Problem.LEVEL, value=value))
     if errors or schedule is None:
         return None, errors
     assert name is not None
@@ -478,6 +295,7 @@ def _rule_from_node(
             ack=flags.get("ack", False),
             follow_up=follow_up,
             paused=flags.get("paused", False),
+            alert_level=alert_level,
         ),
         [],
     )
@@ -500,7 +318,9 @@ def _schedule_from(
         return make_schedule(kind, days=days, now=now, calendar=calendar, **parts)
     except ScheduleProblem as problem:
         at_line = raw[problem.key][0] if problem.key in raw else line
-        errors.append(LineError(line=at_line, problem=problem.problem, value=problem.value))
+        errors.append(
+            LineError(line=at_line, problem=Problem(problem.problem), value=problem.value)
+        )
         return None
 
 
@@ -593,6 +413,7 @@ async def targets(
 class ImportSummary(BaseModel):
     created: list[str]
     replaced: list[str]
+    unreached: list[str] = []  # rules stored although their targets match nobody yet
 
 
 def _values(rule: RuleIn, unit: Unit) -> dict[str, Any]:
@@ -607,13 +428,59 @@ def _values(rule: RuleIn, unit: Unit) -> dict[str, Any]:
         "ask_ack": rule.ack,
         "follow_up_s": rule.follow_up,
         "paused": rule.paused,
+        "alert_level": rule.alert_level,
     }
 
 
-async def import_plan(rt: Runtime, actor: Actor | None, data: bytes) -> ImportSummary:
+async def _reach(conn: AsyncConnection, rule: RuleIn, now: datetime) -> tuple[Unit, Targets]:
+    """The rule's unit and whom its targets match there (UnknownUnit or BadUnitPath if the
+    unit does not exist); the callers decide whether matching nobody is acceptable."""
+    unit = await org.find_unit(conn, rule.unit, now)
+    return unit, await targets(conn, unit, rule.purpose, rule.role)
+
+
+async def _live_rule_id(conn: AsyncConnection, name: str) -> int | None:
+    """The id of the rule (not deleted) called ``name``: names identify rules in plan files."""
+    row = (
+        await conn.execute(
+            select(reminder_rules.c.id).where(
+                reminder_rules.c.name == name, reminder_rules.c.deleted_at.is_(None)
+            )
+        )
+    ).first()
+    return None if row is None else int(row.id)
+
+
+async def _insert_rule(
+    conn: AsyncConnection, rule: RuleIn, unit: Unit, actor: Actor | None, now: datetime
+) -> int:
+    """Store a new rule; it is planned from ``now``, so nothing due before it existed is sent
+    or recorded as missed."""
+    return int(
+        (
+            await conn.execute(
+                insert(reminder_rules)
+                .values(
+                    **_values(rule, unit),
+                    created_by=actor.person.id if actor else None,
+                    created_at=now,
+                    updated_at=now,
+                    planned_from=now,
+                )
+                .returning(reminder_rules.c.id)
+            )
+        ).scalar_one()
+    )
+
+
+async def import_plan(
+    rt: Runtime, actor: Actor | None, data: bytes, *, reach_required: bool = True
+) -> ImportSummary:
     """Check a YAML plan completely and store it, or raise PlanRejected listing every problem
     (nothing stored). A rule whose name is known replaces that rule's settings; occurrences
-    already handled stay as they were. ``actor`` None is the operator at the command line."""
+    already handled stay as they were. ``actor`` None is the operator at the command line.
+    With ``reach_required`` False (a built-in preset, loaded before the groups are bound) a
+    rule whose targets match nobody yet is stored and listed in ``unreached``."""
     now = rt.now()
     try:
         text = data.decode("utf-8-sig")
@@ -630,42 +497,31 @@ async def import_plan(rt: Runtime, actor: Actor | None, data: bytes) -> ImportSu
         resolved: list[tuple[RuleIn, Unit]] = []
         for rule in rules:
             try:
-                unit = await org.find_unit(conn, rule.unit, now)
+                unit, found = await _reach(conn, rule, now)
             except (UnknownUnit, DomainError):
                 errors.append(
                     LineError(line=rule.line, problem=Problem.UNKNOWN_UNIT, value=rule.unit)
                 )
                 continue
-            found = await targets(conn, unit, rule.purpose, rule.role)
             if not found.groups and not found.people:
-                errors.append(LineError(line=rule.line, problem=Problem.NOBODY, value=rule.name))
-                continue
+                if reach_required:
+                    errors.append(
+                        LineError(line=rule.line, problem=Problem.NOBODY, value=rule.name)
+                    )
+                    continue
+                summary.unreached.append(rule.name)
             resolved.append((rule, unit))
         if errors:
             raise PlanRejected(errors=sorted(errors, key=lambda e: e.line))
         for rule, unit in resolved:
-            existing = (
-                await conn.execute(
-                    select(reminder_rules.c.id).where(
-                        reminder_rules.c.name == rule.name, reminder_rules.c.deleted_at.is_(None)
-                    )
-                )
-            ).first()
+            existing = await _live_rule_id(conn, rule.name)
             if existing is None:
-                await conn.execute(
-                    insert(reminder_rules).values(
-                        **_values(rule, unit),
-                        created_by=actor.person.id if actor else None,
-                        created_at=now,
-                        updated_at=now,
-                        planned_from=now,
-                    )
-                )
+                await _insert_rule(conn, rule, unit, actor, now)
                 summary.created.append(rule.name)
             else:
                 await conn.execute(
                     update(reminder_rules)
-                    .where(reminder_rules.c.id == existing.id)
+                    .where(reminder_rules.c.id == existing)
                     .values(**_values(rule, unit), updated_at=now)
                 )
                 summary.replaced.append(rule.name)
@@ -690,12 +546,20 @@ def _duration_text(seconds: int) -> str:
 
 
 async def export_plan(rt: Runtime) -> str:
-    """Every rule (not deleted) as a YAML plan that ``import_plan`` reads back."""
+    """Every rule (not deleted) as a YAML plan that ``import_plan`` reads back. A drill's
+    reminders are left out: they belong to the drill (/drill postpone moves them), and imported
+    back they would become rules of their own."""
+    drill_rules = select(activities.c.reminder_rule_id).where(
+        activities.c.reminder_rule_id.is_not(None)
+    )
     async with rt.db.read() as conn:
         rows = (
             await conn.execute(
                 select(reminder_rules)
-                .where(reminder_rules.c.deleted_at.is_(None))
+                .where(
+                    reminder_rules.c.deleted_at.is_(None),
+                    reminder_rules.c.id.not_in(drill_rules),
+                )
                 .order_by(reminder_rules.c.id)
             )
         ).all()
@@ -725,6 +589,8 @@ async def export_plan(rt: Runtime) -> str:
             if row.follow_up_s:
                 entry["follow_up"] = _duration_text(row.follow_up_s)
             entry["paused"] = bool(row.paused)
+            if row.alert_level is not None:
+                entry["alert_level"] = row.alert_level
             plan.append(entry)
     return yaml.safe_dump(plan, allow_unicode=True, sort_keys=False)
 
@@ -897,11 +763,15 @@ async def run_due(rt: Runtime) -> Progress:
             )
         ).all()
         handled = {row.id: await _handled(conn, row.id) for row in rules}
+        spans = await special_periods.spans_between(conn, now - LOOKBACK, now)
     for row in rules:
         since = max(row.planned_from, now - LOOKBACK)
         for due, lead in _due_fires(row, since, now, calendar):
             if (due, lead) in handled[row.id]:
                 continue
+            fire_at = due - timedelta(seconds=lead)
+            if not special_periods.allows(spans, row.alert_level, fire_at):
+                continue  # outside its alert level's periods: not due at all, so never "missed"
             state = await _fire(rt, row, due, lead)
             key = f"{row.name}@{due.isoformat()}/{lead}"
             if state is State.SENT:
@@ -1113,7 +983,8 @@ class RuleView(BaseModel):
     unit: str
     role: str | None
     leads: list[int]
-    next: list[datetime]
+    next: list[datetime]  # for a rule tied to an alert level: only those in declared periods
+    alert_level: int | None = None
 
 
 async def list_rules(rt: Runtime, actor: Actor) -> list[RuleView]:
@@ -1128,10 +999,17 @@ async def list_rules(rt: Runtime, actor: Actor) -> list[RuleView]:
                 .order_by(reminder_rules.c.id)
             )
         ).all()
+        spans = await special_periods.spans_between(conn, now, now + HORIZON)
         views = []
         for row in rows:
             unit = await org.unit_by_id(conn, row.target_unit_id)
             schedule = _rule_schedule(row)
+            scan = 5 if row.alert_level is None else 200  # most fall outside any period
+            upcoming = [
+                due
+                for due in next_occurrences(schedule, now, scan, rt.settings.calendar)
+                if special_periods.allows(spans, row.alert_level, due)
+            ]
             views.append(
                 RuleView(
                     id=row.id,
@@ -1143,7 +1021,8 @@ async def list_rules(rt: Runtime, actor: Actor) -> list[RuleView]:
                     unit=unit.path,
                     role=row.target_role,
                     leads=list(row.leads),
-                    next=next_occurrences(schedule, now, 5, rt.settings.calendar),
+                    next=upcoming[:5],
+                    alert_level=row.alert_level,
                 )
             )
     return views
@@ -1181,3 +1060,161 @@ async def manage(rt: Runtime, actor: Actor, action: str, rule_id: int) -> str:
             )
         await org.record(conn, now, actor, f"reminder_{action}", f"reminder:{rule_id}")
     return str(row.name)
+
+
+# --- guided creation (/remind) ---------------------------------------------------------------
+
+PREVIEW_COUNT = 5  # due times on the /remind confirmation card
+
+
+class NobodyTargeted(DomainError):
+    """The targets match no group and nobody in the unit: the rule would send nothing."""
+
+    template = "reminders/errors/nobody.j2"
+
+
+class NameTaken(DomainError):
+    """Another live rule has this name (names identify rules in plan files)."""
+
+    template = "reminders/errors/name_taken.j2"
+
+
+class BadRule(DomainError):
+    """A rule made in /remind has a part at fault: ``problem`` (a Problem), ``value``."""
+
+    template = "reminders/errors/bad_rule.j2"
+
+
+class Preview(BaseModel):
+    """What saving a rule would do: where, whom it reaches, and its next due times (UTC)."""
+
+    unit: str  # the unit's path; "" for the whole school
+    groups: int
+    people: int  # holders of the role, whether or not they can be written to
+    unreachable: int  # of those, who never started the bot (they get nothing)
+    next: list[datetime]
+
+
+async def authorize(rt: Runtime, actor: Actor) -> None:
+    """Raise NotAllowed unless ``actor`` may create reminder rules (an admin of the school)."""
+    async with rt.db.read() as conn:
+        actor.require_admin(await org.root_unit(conn, rt.now()))
+
+
+def rule_name(text: str) -> str:
+    """The name of a rule made in /remind: the first line of its text, cut to MAX_NAME."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    return lines[0][:MAX_NAME] if lines else ""
+
+
+def check_rule_text(text: str) -> None:
+    """Raise BadRule unless ``text`` can be a rule's text: not empty, at most MAX_TEXT
+    characters, and only the variables in VARIABLES."""
+    if not 0 < len(text.strip()) <= MAX_TEXT:
+        raise BadRule(problem=Problem.TEXT, value=f"{len(text.strip())}/{MAX_TEXT}")
+    bad = check_text(text)
+    if bad is not None:
+        raise BadRule(problem=Problem.VARIABLE, value=bad)
+
+
+async def check_name(rt: Runtime, actor: Actor, name: str) -> None:
+    """Raise BadRule for an unusable name, NameTaken if a live rule has it already."""
+    if not 0 < len(name) <= MAX_NAME:
+        raise BadRule(problem=Problem.NAME, value=name[:80])
+    async with rt.db.read() as conn:
+        actor.require_admin(await org.root_unit(conn, rt.now()))
+        if await _live_rule_id(conn, name) is not None:
+            raise NameTaken(rule=name)
+
+
+def _check_schedule(schedule: Schedule, now: datetime, calendar: SchoolCalendar) -> None:
+    """Check a schedule again from its parts, as if typed (a one-off may have passed since)."""
+    try:
+        make_schedule(
+            schedule.kind,
+            at=schedule.at or None,
+            days=[DAY_NAMES[d] if 0 <= d < 7 else str(d) for d in schedule.days] or None,
+            day=schedule.day or None,
+            month=str(schedule.month) if schedule.month else None,
+            cron=schedule.cron or None,
+            now=now,
+            calendar=calendar,
+        )
+    except ScheduleProblem as problem:
+        raise BadRule(problem=Problem(problem.problem), value=problem.value) from None
+
+
+def _check_rule(rule: RuleIn, now: datetime, calendar: SchoolCalendar) -> None:
+    """Raise BadRule for the first part of a /remind rule at fault. The flow offers only good
+    choices, but the service is where a request is trusted or not."""
+    if not 0 < len(rule.name) <= MAX_NAME:
+        raise BadRule(problem=Problem.NAME, value=rule.name[:80])
+    check_rule_text(rule.text)
+    _check_schedule(rule.schedule, now, calendar)
+    if not 0 < len(rule.leads) <= MAX_LEADS or any(
+        not 0 <= lead <= MAX_LEAD.total_seconds() for lead in rule.leads
+    ):
+        raise BadRule(problem=Problem.LEAD, value=", ".join(map(_duration_text, rule.leads)))
+    if rule.purpose is not None and rule.purpose not in {p.value for p in Purpose}:
+        raise BadRule(problem=Problem.PURPOSE, value=rule.purpose)
+    if rule.role is not None and rule.role not in {r.value for r in Role} - {Role.SUPERADMIN}:
+        raise BadRule(problem=Problem.ROLE, value=rule.role)
+    if rule.purpose is None and rule.role is None:
+        raise BadRule(problem=Problem.NO_TARGET, value="")
+    if rule.follow_up is not None and rule.follow_up <= 0:
+        raise BadRule(problem=Problem.FOLLOW_UP, value=str(rule.follow_up))
+
+
+async def _reached(conn: AsyncConnection, rule: RuleIn, now: datetime) -> tuple[Unit, Targets]:
+    unit, found = await _reach(conn, rule, now)
+    if not found.groups and not found.people:
+        raise NobodyTargeted(unit=unit.path, purpose=rule.purpose, role=rule.role)
+    return unit, found
+
+
+async def preview(rt: Runtime, actor: Actor, rule: RuleIn) -> Preview:
+    """What saving ``rule`` would do, without saving it (school admins only): the next due
+    times and how many groups and people its targets reach. UnknownUnit (or BadUnitPath) and
+    NobodyTargeted as in ``create_rule``."""
+    now = rt.now()
+    async with rt.db.read() as conn:
+        actor.require_admin(await org.root_unit(conn, now))
+        unit, found = await _reached(conn, rule, now)
+    return Preview(
+        unit=unit.path,
+        groups=len(found.groups),
+        people=len(found.people),
+        unreachable=sum(not person.started for person in found.people),
+        next=next_occurrences(rule.schedule, now, PREVIEW_COUNT, rt.settings.calendar),
+    )
+
+
+async def create_rule(rt: Runtime, actor: Actor, rule: RuleIn) -> RuleView:
+    """Store one new rule made in /remind (school admins only), created by ``actor`` and
+    planned from now. Refused with nothing stored: BadRule, NameTaken, UnknownUnit or
+    BadUnitPath, NobodyTargeted (the groups may have left since the preview)."""
+    now = rt.now()
+    calendar = rt.settings.calendar
+    async with rt.db.transaction() as conn:
+        actor.require_admin(await org.root_unit(conn, now))
+        _check_rule(rule, now, calendar)
+        if await _live_rule_id(conn, rule.name) is not None:
+            raise NameTaken(rule=rule.name)
+        unit, _found = await _reached(conn, rule, now)
+        rule_id = await _insert_rule(conn, rule, unit, actor, now)
+        await org.record(
+            conn, now, actor, "reminder_created", f"reminder:{rule_id}", name=rule.name
+        )
+    log_event(logger, "reminder_created", rule=rule_id, kind=rule.schedule.kind)
+    return RuleView(
+        id=rule_id,
+        name=rule.name,
+        kind=rule.schedule.kind,
+        paused=rule.paused,
+        ask_ack=rule.ack,
+        purpose=rule.purpose,
+        unit=unit.path,
+        role=rule.role,
+        leads=rule.leads,
+        next=next_occurrences(rule.schedule, now, PREVIEW_COUNT, calendar),
+    )
