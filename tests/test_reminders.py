@@ -197,3 +197,24 @@ async def test_weekly_reminder_across_a_month_end_with_a_restart_and_downtime(
             .all()
         )
     assert states == ["sent", "sent", "sent", "missed"]
+
+
+async def test_a_weekly_reminder_fires_at_nine_local_on_both_sides_of_a_dst_change(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """New York falls back on 1 November 2026: Sunday 09:00 is 13:00 UTC, then 14:00 UTC."""
+    clock.current = datetime(2026, 10, 20, tzinfo=UTC)
+    rt = await open_runtime(make_settings(tmp_path, timezone="America/New_York"), clock)
+    try:
+        await school(rt)
+        plan = WEEKLY.replace("days: [mon]", "days: [sun]").replace('"08:00"', '"09:00"')
+        await reminders.import_plan(rt, None, plan.encode())
+        fired = []
+        for day, hour, minute in ((25, 12, 59), (25, 13, 0), (1, 13, 0), (1, 13, 59), (1, 14, 0)):
+            month = 10 if day == 25 else 11
+            clock.current = datetime(2026, month, day, hour, minute, tzinfo=UTC)
+            if (await reminders.run_due(rt)).sent:
+                fired.append(clock.current.strftime("%m-%d %H:%M"))
+        assert fired == ["10-25 13:00", "11-01 14:00"]
+    finally:
+        await rt.db.close()
