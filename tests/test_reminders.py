@@ -218,3 +218,28 @@ async def test_a_weekly_reminder_fires_at_nine_local_on_both_sides_of_a_dst_chan
         assert fired == ["10-25 13:00", "11-01 14:00"]
     finally:
         await rt.db.close()
+
+
+HOURLY = """
+name: 整点提示
+text: "整点安全提示"
+schedule: cron
+cron: "0 * * * *"
+purpose: class
+"""
+
+
+async def test_a_long_outage_is_caught_up_pass_by_pass_and_the_current_one_is_sent(
+    rt: Runtime, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two days down with an hourly rule: 47 occurrences beyond the grace period are recorded
+    missed, 20 a pass at most, and the one due now is still sent."""
+    monkeypatch.setattr(reminders, "MAX_PER_PASS", 20)
+    await school(rt)
+    await reminders.import_plan(rt, None, HOURLY.encode())
+    clock.advance(days=2, minutes=1)  # from 07:30 to 07:31 two days later
+    passes = [await reminders.run_due(rt) for _ in range(4)]
+    # Each pass starts again at the last one handled (already recorded, so skipped).
+    assert [len(p.missed) for p in passes] == [20, 19, 8, 0]
+    assert [len(p.sent) for p in passes] == [0, 0, 1, 0]
+    assert passes[2].sent[0].startswith("整点提示@2026-09-02T23:00")  # 07:00 in Shanghai

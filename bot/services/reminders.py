@@ -66,6 +66,7 @@ MAX_TEXT = 2000
 MAX_LEADS = 5
 MAX_LEAD = timedelta(days=60)
 LOOKBACK = timedelta(days=31)  # how far back a pass looks for occurrences it never handled
+MAX_PER_PASS = 2000  # occurrences of one rule and lead a pass takes; the next goes on from there
 VARIABLES = frozenset({"name", "date", "time", "weekday", "lead"})
 KEYS = frozenset(
     {"name", "text", "schedule", "at", "days", "day", "month", "cron", "leads"}
@@ -636,10 +637,10 @@ def _until(
     schedule: Schedule, after: datetime, until: datetime, calendar: SchoolCalendar
 ) -> list[datetime]:
     found: list[datetime] = []
-    while len(found) < 2000:
+    while len(found) < MAX_PER_PASS:
         batch = next_occurrences(schedule, after, 50, calendar)
         for due in batch:
-            if due > until:
+            if due > until or len(found) == MAX_PER_PASS:
                 return found
             found.append(due)
         if len(batch) < 50:
@@ -738,13 +739,26 @@ async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None
     return state
 
 
-async def _handled(conn: AsyncConnection, rule_id: int) -> set[tuple[datetime, int]]:
+async def _handled(
+    conn: AsyncConnection, rule_id: int, since: datetime
+) -> set[tuple[datetime, int]]:
+    """The rule's occurrences due after ``since`` that were already sent or recorded missed."""
     rows = await conn.execute(
         select(reminder_occurrences.c.due_at, reminder_occurrences.c.lead_s).where(
-            reminder_occurrences.c.rule_id == rule_id
+            reminder_occurrences.c.rule_id == rule_id, reminder_occurrences.c.due_at > since
         )
     )
     return {(row.due_at, row.lead_s) for row in rows.all()}
+
+
+def _owed_since(row: Any, handled: set[tuple[datetime, int]], now: datetime) -> datetime:
+    """Where a pass starts looking for a rule's occurrences. Passes handle them in firing
+    order, so nothing before the last one handled is still owed: starting there (a second
+    before, for two with the same firing time) keeps a pass short however long the rule has
+    run, and lets a pass that stopped at MAX_PER_PASS go on from where it stopped."""
+    since = max(row.planned_from, now - LOOKBACK)
+    fired = [due - timedelta(seconds=lead) for due, lead in handled]
+    return max(since, max(fired) - timedelta(seconds=1)) if fired else since
 
 
 async def run_due(rt: Runtime) -> Progress:
@@ -762,10 +776,11 @@ async def run_due(rt: Runtime) -> Progress:
                 )
             )
         ).all()
-        handled = {row.id: await _handled(conn, row.id) for row in rules}
+        # Anything due before the look-back is out of reach anyway (see LOOKBACK).
+        handled = {row.id: await _handled(conn, row.id, now - LOOKBACK) for row in rules}
         spans = await special_periods.spans_between(conn, now - LOOKBACK, now)
     for row in rules:
-        since = max(row.planned_from, now - LOOKBACK)
+        since = _owed_since(row, handled[row.id], now)
         for due, lead in _due_fires(row, since, now, calendar):
             if (due, lead) in handled[row.id]:
                 continue
