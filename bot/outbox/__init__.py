@@ -4,6 +4,6 @@
 them through a ``Transport`` (``telegram`` is the first one) within the messenger's rate limits.
 """
 
-from bot.outbox.queue import Button, OutgoingMessage, Recipient, enqueue
+from bot.outbox.queue import Button, OutgoingMessage, Recipient, enqueue, enqueue_many
 
-__all__ = ["Button", "OutgoingMessage", "Recipient", "enqueue"]
+__all__ = ["Button", "OutgoingMessage", "Recipient", "enqueue", "enqueue_many"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, update
@@ -43,6 +44,21 @@ class OutgoingMessage(BaseModel):
     photo: str | None = None  # a file path under DATA_DIR
 
 
+def _row(
+    recipient: Recipient, payload: dict[str, Any], topic: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "channel": recipient.channel,
+        "address": recipient.address,
+        "topic": topic,
+        "payload": payload,
+        "status": Status.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 async def enqueue(
     conn: AsyncConnection,
     recipient: Recipient,
@@ -55,20 +71,28 @@ async def enqueue(
 
     It is delivered after the transaction commits, and not at all if it rolls back.
     """
-    result = await conn.execute(
-        insert(outbox).values(
-            channel=recipient.channel,
-            address=recipient.address,
-            topic=topic,
-            payload=message.model_dump(mode="json", exclude_defaults=True),
-            status=Status.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
+    payload = message.model_dump(mode="json", exclude_defaults=True)
+    result = await conn.execute(insert(outbox).values(**_row(recipient, payload, topic, now)))
     conn.info[OUTBOX_PENDING] = True
     return int(result.inserted_primary_key[0])
+
+
+async def enqueue_many(
+    conn: AsyncConnection,
+    recipients: Sequence[Recipient],
+    message: OutgoingMessage,
+    *,
+    topic: str,
+    now: datetime,
+) -> int:
+    """The same ``message`` to each of ``recipients`` (a broadcast), written in one
+    executemany inside ``conn``'s transaction; returns how many. Delivered as ``enqueue``."""
+    if not recipients:
+        return 0
+    payload = message.model_dump(mode="json", exclude_defaults=True)
+    await conn.execute(insert(outbox), [_row(r, payload, topic, now) for r in recipients])
+    conn.info[OUTBOX_PENDING] = True
+    return len(recipients)
 
 
 async def readdress(conn: AsyncConnection, old: Recipient, new: Recipient) -> int:

@@ -33,7 +33,7 @@ from bot.errors import BadArguments, DomainError, NotAllowed
 from bot.runtime import Runtime
 from bot.services import org, recurrence, reminders
 from bot.services.models import Actor, Group, Person, Purpose, Role, Unit
-from bot.services.notify import notify_group
+from bot.services.notify import notify_groups
 from bot.services.reports import PhotoIn
 from bot.store.tables import activities, activity_events, activity_photos, reminder_rules
 
@@ -420,16 +420,15 @@ async def _tell_targets(
 ) -> None:
     """The activity's target groups (as bound now), once, in the caller's transaction."""
     found = await reminders.targets(conn, activity.target_unit, activity.target_purpose, None)
-    for group in found.groups:
-        await notify_group(
-            conn,
-            rt,
-            group,
-            template,
-            topic=f"drills.{template.split('/')[-1][:-3]}",
-            activity=activity,
-            **context,
-        )
+    await notify_groups(
+        conn,
+        rt,
+        found.groups,
+        template,
+        topic=f"drills.{template.split('/')[-1][:-3]}",
+        activity=activity,
+        **context,
+    )
 
 
 # --- planning --------------------------------------------------------------------------------

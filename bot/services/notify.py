@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.outbox import Button, OutgoingMessage, enqueue
+from bot.outbox import Button, OutgoingMessage, enqueue, enqueue_many
 from bot.runtime import Runtime
 from bot.services.models import Group, Person
 
@@ -44,3 +45,22 @@ async def notify_group(
     text = rt.renderer.render(rt.settings.locale, template, **context)
     message = OutgoingMessage(text=text, buttons=buttons or [], photo=photo)
     return await enqueue(conn, to.recipient, message, topic=topic, now=rt.now())
+
+
+async def notify_groups(
+    conn: AsyncConnection,
+    rt: Runtime,
+    to: Sequence[Group],
+    template: str,
+    *,
+    topic: str,
+    buttons: list[list[Button]] | None = None,
+    photo: str | None = None,
+    **context: Any,
+) -> int:
+    """Queue ``template`` for every group in ``to`` (a broadcast): rendered once, in the
+    school's default language, and written in one statement. Returns how many."""
+    text = rt.renderer.render(rt.settings.locale, template, **context)
+    message = OutgoingMessage(text=text, buttons=buttons or [], photo=photo)
+    recipients = [group.recipient for group in to]
+    return await enqueue_many(conn, recipients, message, topic=topic, now=rt.now())

@@ -615,25 +615,29 @@ async def group_at(conn: AsyncConnection, recipient: Recipient) -> Group | None:
 
 
 async def _group(conn: AsyncConnection, recipient: Recipient) -> Group | None:
-    row = (
-        await conn.execute(
-            select(groups).where(
-                groups.c.channel == recipient.channel, groups.c.address == recipient.address
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    unit = await unit_by_id(conn, row.unit_id) if row.unit_id is not None else None
-    return Group(
-        id=row.id,
-        channel=row.channel,
-        address=row.address,
-        title=row.title,
-        purpose=Purpose(row.purpose) if row.purpose else None,
-        unit=unit,
-        active=row.left_at is None,
+    found = await groups_where(
+        conn, groups.c.channel == recipient.channel, groups.c.address == recipient.address
     )
+    return found[0] if found else None
+
+
+async def groups_where(conn: AsyncConnection, *conditions: Any) -> list[Group]:
+    """The group chats matching ``conditions`` on the groups table, oldest first, with their
+    units (two queries however many there are: a broadcast to every class group is one)."""
+    rows = (await conn.execute(select(groups).where(*conditions).order_by(groups.c.id))).all()
+    found_units = await _units_by_id(conn, [row.unit_id for row in rows if row.unit_id])
+    return [
+        Group(
+            id=row.id,
+            channel=row.channel,
+            address=row.address,
+            title=row.title,
+            purpose=Purpose(row.purpose) if row.purpose else None,
+            unit=found_units.get(row.unit_id) if row.unit_id is not None else None,
+            active=row.left_at is None,
+        )
+        for row in rows
+    ]
 
 
 async def _ensure_group(

@@ -10,8 +10,10 @@ gives its due times. APScheduler's CronTrigger does the calendar work, daylight 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from itertools import islice
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -116,43 +118,51 @@ def _local(day: date, at: str, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
 
 
-def _semester_days(
-    schedule: Schedule, after: datetime, n: int, cal: SchoolCalendar
-) -> list[datetime]:
+def _semester_days(schedule: Schedule, after: datetime, cal: SchoolCalendar) -> Iterator[datetime]:
     """The ``day``-th day of each semester at ``at``: computed from the configured starts."""
-    year = after.astimezone(cal.zone).year
-    starts = cal.semester_starts_between(year - 1, year + 2 + n)
     offset = timedelta(days=int(schedule.day) - 1)
-    dues = sorted(_local(start + offset, schedule.at, cal.zone) for start in starts)
-    return [due for due in dues if due > after][:n]
+    year = after.astimezone(cal.zone).year - 1  # a late day of last year's second semester
+    while True:
+        dues = (
+            _local(start + offset, schedule.at, cal.zone)
+            for start in cal.semester_starts_between(year, year)
+        )
+        yield from sorted(due for due in dues if due > after)
+        year += 1
+
+
+def occurrences(
+    schedule: Schedule, after: datetime, calendar: SchoolCalendar
+) -> Iterator[datetime]:
+    """The due times strictly after ``after`` (aware), in UTC and in order, computed as they
+    are taken (a caller that needs only the next one pays for only one)."""
+    if after.tzinfo is None:
+        raise ValueError("occurrences needs an aware datetime")
+    if schedule.kind == "once":
+        shown = _WHEN.match(schedule.at)
+        assert shown is not None, schedule.at
+        day, hour, minute = shown.groups()
+        due = _local(date.fromisoformat(day), f"{hour}:{minute}", calendar.zone)
+        if due > after:
+            yield due
+        return
+    if schedule.kind == "semester":
+        yield from _semester_days(schedule, after, calendar)
+        return
+    trigger = _trigger(schedule, calendar.zone)
+    previous: datetime | None = None
+    start = after + timedelta(microseconds=1)
+    while (fire := trigger.get_next_fire_time(previous, start)) is not None:
+        yield fire.astimezone(UTC)
+        previous = fire
+        start = fire + timedelta(microseconds=1)
 
 
 def next_occurrences(
     schedule: Schedule, after: datetime, n: int, calendar: SchoolCalendar
 ) -> list[datetime]:
     """The first ``n`` due times strictly after ``after`` (aware), in UTC."""
-    if after.tzinfo is None:
-        raise ValueError("next_occurrences needs an aware datetime")
-    if schedule.kind == "once":
-        shown = _WHEN.match(schedule.at)
-        assert shown is not None, schedule.at
-        day, hour, minute = shown.groups()
-        due = _local(date.fromisoformat(day), f"{hour}:{minute}", calendar.zone)
-        return [due] if due > after and n > 0 else []
-    if schedule.kind == "semester":
-        return _semester_days(schedule, after, n, calendar)
-    trigger = _trigger(schedule, calendar.zone)
-    found: list[datetime] = []
-    previous: datetime | None = None
-    start = after + timedelta(microseconds=1)
-    while len(found) < n:
-        fire = trigger.get_next_fire_time(previous, start)
-        if fire is None:
-            break
-        found.append(fire.astimezone(UTC))
-        previous = fire
-        start = fire + timedelta(microseconds=1)
-    return found
+    return list(islice(occurrences(schedule, after, calendar), n))
 
 
 def _day_of_month(day: str | None) -> str:

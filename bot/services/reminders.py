@@ -19,11 +19,12 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import islice, takewhile
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,7 +35,7 @@ from bot.periods import SchoolCalendar
 from bot.runtime import Runtime
 from bot.services import org, special_periods, yamlfile
 from bot.services.models import Actor, Group, Person, Purpose, Role, Unit
-from bot.services.notify import notify_group, notify_person
+from bot.services.notify import notify_groups, notify_person
 from bot.services.recurrence import (
     DAY_NAMES,
     HORIZON,
@@ -42,6 +43,7 @@ from bot.services.recurrence import (
     ScheduleProblem,
     make_schedule,
     next_occurrences,
+    occurrences,
 )
 from bot.settings import parse_duration
 from bot.store.tables import (
@@ -376,20 +378,13 @@ async def targets(
     used by drills, whose lead-time reminders are ordinary rules)."""
     found_groups: list[Group] = []
     if purpose is not None:
-        rows = await conn.execute(
-            select(groups.c.channel, groups.c.address)
-            .join(units, units.c.id == groups.c.unit_id)
-            .where(
-                groups.c.purpose == purpose,
-                groups.c.left_at.is_(None),
-                units.c.id_path.startswith(unit.id_path),
-            )
-            .order_by(groups.c.id)
+        inside = select(units.c.id).where(units.c.id_path.startswith(unit.id_path))
+        found_groups = await org.groups_where(
+            conn,
+            groups.c.purpose == purpose,
+            groups.c.left_at.is_(None),
+            groups.c.unit_id.in_(inside),
         )
-        for row in rows.all():
-            group = await org.group_at(conn, Recipient(row.channel, row.address))
-            if group is not None:
-                found_groups.append(group)
     found_people: dict[int, Person] = {}
     if role is not None:
         rows = await conn.execute(
@@ -615,38 +610,20 @@ def _rule_schedule(row: Any) -> Schedule:
 
 
 def _due_fires(
-    row: Any, since: datetime, now: datetime, calendar: SchoolCalendar
+    row: Any, since: datetime, handled_to: dict[int, datetime], now: datetime, cal: SchoolCalendar
 ) -> list[tuple[datetime, int]]:
-    """(due, lead) pairs whose firing time due − lead lies in (since, now]."""
+    """(due, lead) pairs owed: firing time due − lead in (since, now] and, for each lead, due
+    after the last one handled (``handled_to``); at most MAX_PER_PASS per lead, the oldest
+    first. In firing order."""
     schedule = _rule_schedule(row)
     found: list[tuple[datetime, int]] = []
     for lead in row.leads:
         offset = timedelta(seconds=lead)
-        after = since + offset
-        for due in (
-            next_occurrences(schedule, after, 1000, calendar)
-            if schedule.kind == "once"
-            else _until(schedule, after, now + offset, calendar)
-        ):
-            if since < due - offset <= now:
-                found.append((due, lead))
+        after = max(since + offset, handled_to.get(lead, since + offset))
+        dues = occurrences(schedule, after, cal)
+        due_now = takewhile(lambda due, until=now + offset: due <= until, dues)
+        found.extend((due, lead) for due in islice(due_now, MAX_PER_PASS))
     return sorted(found, key=lambda pair: pair[0] - timedelta(seconds=pair[1]))
-
-
-def _until(
-    schedule: Schedule, after: datetime, until: datetime, calendar: SchoolCalendar
-) -> list[datetime]:
-    found: list[datetime] = []
-    while len(found) < MAX_PER_PASS:
-        batch = next_occurrences(schedule, after, 50, calendar)
-        for due in batch:
-            if due > until or len(found) == MAX_PER_PASS:
-                return found
-            found.append(due)
-        if len(batch) < 50:
-            return found
-        after = batch[-1]
-    return found
 
 
 def _variables(rt: Runtime, name: str, due: datetime, lead: int, locale: str) -> dict[str, str]:
@@ -701,18 +678,17 @@ async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None
                 )
             ).scalar_one()
             if state is State.SENT:
-                for group in found.groups:
-                    locale = rt.settings.locale
-                    await notify_group(
-                        conn,
-                        rt,
-                        group,
-                        "reminders/broadcast.j2",
-                        topic="reminders.broadcast",
-                        buttons=ack_buttons(rt, locale, occurrence_id) if row.ask_ack else None,
-                        text=render_text(row.text, **_variables(rt, row.name, due, lead, locale)),
-                        ask_ack=row.ask_ack,
-                    )
+                locale = rt.settings.locale
+                await notify_groups(
+                    conn,
+                    rt,
+                    found.groups,
+                    "reminders/broadcast.j2",
+                    topic="reminders.broadcast",
+                    buttons=ack_buttons(rt, locale, occurrence_id) if row.ask_ack else None,
+                    text=render_text(row.text, **_variables(rt, row.name, due, lead, locale)),
+                    ask_ack=row.ask_ack,
+                )
                 for person in reached:
                     locale = person.language(rt.settings.locale)
                     await notify_person(
@@ -739,26 +715,26 @@ async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None
     return state
 
 
-async def _handled(
-    conn: AsyncConnection, rule_id: int, since: datetime
-) -> set[tuple[datetime, int]]:
-    """The rule's occurrences due after ``since`` that were already sent or recorded missed."""
+async def _handled_to(conn: AsyncConnection, since: datetime) -> dict[int, dict[int, datetime]]:
+    """rule id → lead → the due time of the last occurrence sent or recorded missed (due after
+    ``since``): one grouped query over the unique key's index.
+
+    Passes handle a rule's occurrences in firing order, so for each lead nothing due before the
+    last one handled is still owed. Starting there keeps a pass short however long the rule has
+    run, and lets a pass that stopped at MAX_PER_PASS go on where it stopped."""
     rows = await conn.execute(
-        select(reminder_occurrences.c.due_at, reminder_occurrences.c.lead_s).where(
-            reminder_occurrences.c.rule_id == rule_id, reminder_occurrences.c.due_at > since
+        select(
+            reminder_occurrences.c.rule_id,
+            reminder_occurrences.c.lead_s,
+            func.max(reminder_occurrences.c.due_at).label("due_at"),
         )
+        .where(reminder_occurrences.c.due_at > since)
+        .group_by(reminder_occurrences.c.rule_id, reminder_occurrences.c.lead_s)
     )
-    return {(row.due_at, row.lead_s) for row in rows.all()}
-
-
-def _owed_since(row: Any, handled: set[tuple[datetime, int]], now: datetime) -> datetime:
-    """Where a pass starts looking for a rule's occurrences. Passes handle them in firing
-    order, so nothing before the last one handled is still owed: starting there (a second
-    before, for two with the same firing time) keeps a pass short however long the rule has
-    run, and lets a pass that stopped at MAX_PER_PASS go on from where it stopped."""
-    since = max(row.planned_from, now - LOOKBACK)
-    fired = [due - timedelta(seconds=lead) for due, lead in handled]
-    return max(since, max(fired) - timedelta(seconds=1)) if fired else since
+    handled: dict[int, dict[int, datetime]] = {}
+    for row in rows.all():
+        handled.setdefault(row.rule_id, {})[row.lead_s] = row.due_at
+    return handled
 
 
 async def run_due(rt: Runtime) -> Progress:
@@ -777,13 +753,12 @@ async def run_due(rt: Runtime) -> Progress:
             )
         ).all()
         # Anything due before the look-back is out of reach anyway (see LOOKBACK).
-        handled = {row.id: await _handled(conn, row.id, now - LOOKBACK) for row in rules}
+        handled_to = await _handled_to(conn, now - LOOKBACK)
         spans = await special_periods.spans_between(conn, now - LOOKBACK, now)
     for row in rules:
-        since = _owed_since(row, handled[row.id], now)
-        for due, lead in _due_fires(row, since, now, calendar):
-            if (due, lead) in handled[row.id]:
-                continue
+        since = max(row.planned_from, now - LOOKBACK)
+        # A pass racing this one may send some of these first: _fire's unique key sorts it out.
+        for due, lead in _due_fires(row, since, handled_to.get(row.id, {}), now, calendar):
             fire_at = due - timedelta(seconds=lead)
             if not special_periods.allows(spans, row.alert_level, fire_at):
                 continue  # outside its alert level's periods: not due at all, so never "missed"
@@ -916,36 +891,26 @@ async def _follow_up(rt: Runtime, occurrence_id: int) -> bool:
                 acked_groups.setdefault(ack.group_id, []).append(org.person_from_row(ack))
         silent_groups: list[Group] = []
         answered: list[tuple[Group, list[Person]]] = []
-        for group_id in row.detail.get("groups", []):
-            address = (
-                await conn.execute(
-                    select(groups.c.channel, groups.c.address).where(groups.c.id == group_id)
-                )
-            ).one()
-            group = await org.group_at(conn, Recipient(address.channel, address.address))
-            assert group is not None
-            if group_id in acked_groups:
-                answered.append((group, acked_groups[group_id]))
+        for group in await org.groups_where(conn, groups.c.id.in_(row.detail.get("groups", []))):
+            if group.id in acked_groups:
+                answered.append((group, acked_groups[group.id]))
             elif group.active:
                 silent_groups.append(group)
-        silent_people: list[Person] = []
-        for person_id in row.detail.get("people", []):
-            if person_id in acked_people:
-                continue
-            person_row = (await conn.execute(select(people).where(people.c.id == person_id))).one()
-            silent_people.append(org.person_from_row(person_row))
+        sent_to = await org.people_by_id(conn, set(row.detail.get("people", [])))
+        silent_people = [
+            person for person_id, person in sorted(sent_to.items()) if person_id not in acked_people
+        ]
         due_local = row.due_at
-        for group in silent_groups:
-            await notify_group(
-                conn,
-                rt,
-                group,
-                "reminders/follow_up.j2",
-                topic="reminders.follow_up",
-                buttons=ack_buttons(rt, rt.settings.locale, occurrence_id),
-                rule_name=row.name,
-                due=due_local,
-            )
+        await notify_groups(
+            conn,
+            rt,
+            silent_groups,
+            "reminders/follow_up.j2",
+            topic="reminders.follow_up",
+            buttons=ack_buttons(rt, rt.settings.locale, occurrence_id),
+            rule_name=row.name,
+            due=due_local,
+        )
         for person in silent_people:
             await notify_person(
                 conn,

@@ -33,7 +33,7 @@ from bot.outbox import Recipient
 from bot.runtime import Runtime
 from bot.services import org
 from bot.services.models import Actor, Group, Purpose
-from bot.services.notify import notify_group
+from bot.services.notify import notify_groups
 from bot.store.tables import groups, reminder_rules, special_periods
 
 logger = logging.getLogger(__name__)
@@ -481,10 +481,9 @@ async def _announce(rt: Runtime, period_id: int, *, start: bool) -> bool:
             still = set(await extra_rules(conn, level))
             changes = [name for name in await extra_rules(conn, period.level) if name not in still]
         audience = await _audience(conn)
-        for group in audience:
-            await notify_group(
-                conn, rt, group, template, topic=topic, period=period, level=level, rules=changes
-            )
+        await notify_groups(
+            conn, rt, audience, template, topic=topic, period=period, level=level, rules=changes
+        )
     log_event(
         logger,
         "special_period_started" if start else "special_period_over",
