@@ -97,13 +97,20 @@ async def say(
 
 
 async def click(
-    telegram: FakeBotAPI, user: FakeUser, message: Call, data: str, expect: str
+    telegram: FakeBotAPI,
+    user: FakeUser,
+    message: Call,
+    data: str,
+    expect: str,
+    *,
+    chat_id: int | None = None,
 ) -> Call:
-    """``user`` presses the button ``data`` on ``message``; the answer in that chat that says
-    ``expect`` (often the same message, edited)."""
+    """``user`` presses the button ``data`` on ``message``; the answer that says ``expect`` in
+    that chat (often the same message, edited), or in ``chat_id``."""
     since = len(telegram.calls)
     await user.click(message, data)
-    return await shown_after(telegram, message.chat_id or user.id, expect, since)
+    where = chat_id or message.chat_id or user.id
+    return await shown_after(telegram, int(where), expect, since)
 
 
 async def alert(telegram: FakeBotAPI, words: str) -> Call:

@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from bot.outbox import Recipient
 from bot.runtime import Runtime, build_runtime
 from bot.services import invitations, org
 from bot.services.models import Actor, Profile
 from bot.settings import Settings
 from bot.store import upgrade
+from bot.store.tables import outbox
 
 SUPERADMIN_ID = 1000
 
@@ -69,3 +72,15 @@ async def add_groups(rt: Runtime, by: Actor, groups: list[tuple[str, str, str]])
     path — "" for the whole school —, purpose) each; the units are created as needed."""
     for address, path, purpose in groups:
         await org.bind_group(rt, by, Recipient("telegram", address), path, purpose, path)
+
+
+async def messages(rt: Runtime, topic: str) -> list[Any]:
+    """The outbox's messages of ``topic`` (address and payload), oldest first."""
+    async with rt.db.read() as conn:
+        return (
+            await conn.execute(
+                select(outbox.c.address, outbox.c.payload)
+                .where(outbox.c.topic == topic)
+                .order_by(outbox.c.id)
+            )
+        ).all()

@@ -21,7 +21,7 @@ from bot.services.drills import ActivityDraft, Kind, State, Topic
 from bot.services.models import Actor, Purpose
 from bot.services.reports import PhotoIn
 from bot.store.tables import activities, activity_events, outbox, reminder_rules
-from tests.support import SUPERADMIN_ID, FakeClock, enrol, profile
+from tests.support import SUPERADMIN_ID, FakeClock, enrol, messages, profile
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CLASS_A = Recipient("telegram", "-801")  # 信息学院/计科2201
@@ -68,17 +68,6 @@ def drill(when: str = "2026-09-20 15:00", **values: Any) -> ActivityDraft:
     }
     base.update(values)
     return ActivityDraft(**base)
-
-
-async def messages(rt: Runtime, topic: str) -> list[Any]:
-    async with rt.db.read() as conn:
-        return (
-            await conn.execute(
-                select(outbox.c.address, outbox.c.payload)
-                .where(outbox.c.topic == topic)
-                .order_by(outbox.c.id)
-            )
-        ).all()
 
 
 async def count(rt: Runtime, table: Any, *where: Any) -> int:

@@ -21,10 +21,18 @@ from bot.services.duty import DutyRole, Problem
 from bot.services.models import Actor
 from bot.services.reports import Draft, Severity
 from bot.settings import SettingsError, load_settings, parse_duty_shifts
-from bot.store.tables import duty_imports, duty_reminders, duty_shifts, outbox
+from bot.store.tables import duty_imports, duty_reminders, duty_shifts
 from schedules import duty as duty_schedule
 from schedules import escalation
-from tests.support import SUPERADMIN_ID, FakeClock, enrol, make_settings, open_runtime, profile
+from tests.support import (
+    SUPERADMIN_ID,
+    FakeClock,
+    enrol,
+    make_settings,
+    messages,
+    open_runtime,
+    profile,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SHIFTS = parse_duty_shifts("day=08:00-20:00,night=20:00-08:00")
@@ -72,17 +80,6 @@ async def count(rt: Runtime, table: Any, *conditions: Any) -> int:
     async with rt.db.read() as conn:
         query = select(func.count()).select_from(table).where(*conditions)
         return (await conn.execute(query)).scalar_one()
-
-
-async def messages(rt: Runtime, topic: str) -> list[Any]:
-    async with rt.db.read() as conn:
-        return (
-            await conn.execute(
-                select(outbox.c.address, outbox.c.payload)
-                .where(outbox.c.topic == topic)
-                .order_by(outbox.c.id)
-            )
-        ).all()
 
 
 # --- parsing (pure) ------------------------------------------------------------------------

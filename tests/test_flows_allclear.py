@@ -19,8 +19,8 @@ from bot.app import runtime_of
 from bot.runtime import Runtime
 from bot.store.tables import allclear_rounds, allclears
 from schedules import allclear as allclear_schedule
-from tests.fakebotapi import Call, FakeBotAPI, FakeChat, FakeUser
-from tests.harness import bot_settings, running_bot
+from tests.fakebotapi import FakeBotAPI, FakeChat, FakeUser
+from tests.harness import alert, bot_settings, bound_group, running_bot
 from tests.support import SUPERADMIN_ID, FakeClock
 
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
@@ -65,16 +65,6 @@ async def join_as_informant(
     await telegram.next_message(boss.id)  # "… joined" notice to the inviter
 
 
-async def bound_group(
-    telegram: FakeBotAPI, boss: FakeUser, chat_id: int, title: str, how: str
-) -> FakeChat:
-    group = telegram.group(chat_id, title)
-    await telegram.add_bot_to_group(group, boss)
-    await telegram.next_message(group.id)  # the bot's hello
-    await say(telegram, boss, f"/bind {how}", group)
-    return group
-
-
 async def school(telegram: FakeBotAPI) -> School:
     """Three classes: two with an informant, one bound as a class group without one; and a
     school-wide command group."""
@@ -93,15 +83,6 @@ async def stored(rt: Runtime, table: Any, *conditions: Any) -> int:
     async with rt.db.read() as conn:
         query = select(func.count()).select_from(table).where(*conditions)
         return (await conn.execute(query)).scalar_one()
-
-
-async def alert(telegram: FakeBotAPI, words: str) -> Call:
-    """The next callback answer shown as an alert containing ``words`` (taken off the list)."""
-    call = await telegram.wait_for(
-        lambda c: c.method == "answerCallbackQuery" and words in str(c.params.get("text"))
-    )
-    telegram.calls.remove(call)
-    return call
 
 
 async def test_an_informant_sends_the_allclear_and_is_confirmed(

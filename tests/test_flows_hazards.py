@@ -18,7 +18,7 @@ from bot.app import runtime_of
 from bot.services import hazards
 from schedules import hazards as hazard_job
 from tests.fakebotapi import Call, FakeBotAPI, FakeChat, FakeUser
-from tests.harness import bot_settings, running_bot
+from tests.harness import bot_settings, click, running_bot, say, shown_after
 from tests.support import SUPERADMIN_ID, FakeClock
 
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
@@ -37,33 +37,6 @@ async def app(tmp_path: Path, fake_telegram: FakeBotAPI, clock: FakeClock) -> As
         yield application
 
 
-async def said(telegram: FakeBotAPI, chat_id: int, expect: str, since: int) -> Call:
-    return await telegram.wait_for(
-        lambda c: (
-            telegram.calls.index(c) >= since
-            and c.ok
-            and c.chat_id == chat_id
-            and expect in (c.visible_text or "")
-        )
-    )
-
-
-async def say(
-    telegram: FakeBotAPI, user: FakeUser, text: str, expect: str, chat: FakeChat | None = None
-) -> Call:
-    since = len(telegram.calls)
-    await user.send(text, chat)
-    return await said(telegram, (chat or user.private_chat).id, expect, since)
-
-
-async def click(
-    telegram: FakeBotAPI, user: FakeUser, message: Call, data: str, chat_id: int, expect: str
-) -> Call:
-    since = len(telegram.calls)
-    await user.click(message, data)
-    return await said(telegram, chat_id, expect, since)
-
-
 async def alert(telegram: FakeBotAPI, user: FakeUser, message: Call, data: str) -> str:
     """Press a button whose answer is a pop-up; returns the pop-up's text."""
     since = len(telegram.calls)
@@ -77,7 +50,7 @@ async def alert(telegram: FakeBotAPI, user: FakeUser, message: Call, data: str) 
 async def enrol(telegram: FakeBotAPI, boss: FakeUser, user: FakeUser, role_and_unit: str) -> None:
     since = len(telegram.calls)
     await boss.send(f"/invite {role_and_unit}")
-    invitation = await said(telegram, boss.id, "join-", since)
+    invitation = await shown_after(telegram, boss.id, "join-", since)
     payload = LINK.search(invitation.visible_text or "")
     assert payload
     since = len(telegram.calls)
@@ -131,24 +104,30 @@ async def test_photo_to_verified_close_with_daily_escalation(
 
     since = len(fake_telegram.calls)
     await guard.send_photo(PNG, caption="#隐患 三楼消防通道堵塞", chat=staff)
-    registered = await said(fake_telegram, staff.id, "H-0001", since)
+    registered = await shown_after(fake_telegram, staff.id, "H-0001", since)
     # The guard completes the category and severity with the buttons.
-    category = await click(fake_telegram, guard, registered, "hz:classify:1", staff.id, "类别")
-    severity = await click(fake_telegram, guard, category, "hz:cat:1:fire", staff.id, "等级")
-    await click(fake_telegram, guard, severity, "hz:sev:1:serious", staff.id, "H-0001")
+    category = await click(
+        fake_telegram, guard, registered, "hz:classify:1", "类别", chat_id=staff.id
+    )
+    severity = await click(
+        fake_telegram, guard, category, "hz:cat:1:fire", "等级", chat_id=staff.id
+    )
+    await click(fake_telegram, guard, severity, "hz:sev:1:serious", "H-0001", chat_id=staff.id)
 
     # The officers got the card in private (no command group): the officer assigns.
     card = await fake_telegram.wait_for(
         lambda c: c.ok and c.chat_id == officer.id and "新隐患 H-0001" in (c.visible_text or "")
     )
     assert card.method == "sendPhoto"
-    prompt = await click(fake_telegram, officer, card, "hz:assign:1", officer.id, "整改单位")
+    prompt = await click(
+        fake_telegram, officer, card, "hz:assign:1", "整改单位", chat_id=officer.id
+    )
     assert any("总务处" in b["text"] for b in prompt.buttons)
     since = len(fake_telegram.calls)
     await officer.send("总务处 3")
-    await said(fake_telegram, officer.id, "已交 总务处 整改", since)
-    notice = await said(fake_telegram, head.id, "隐患整改通知 H-0001", since)
-    await said(fake_telegram, school["unit_group"].id, "隐患整改通知 H-0001", since)
+    await shown_after(fake_telegram, officer.id, "已交 总务处 整改", since)
+    notice = await shown_after(fake_telegram, head.id, "隐患整改通知 H-0001", since)
+    await shown_after(fake_telegram, school["unit_group"].id, "隐患整改通知 H-0001", since)
     hazard = await hazards.get(rt, 1)
     assert hazard.deadline == clock.current + timedelta(days=3)
 
@@ -160,19 +139,19 @@ async def test_photo_to_verified_close_with_daily_escalation(
     since = len(fake_telegram.calls)
     assert len((await hazard_job.run(rt)).escalated) == 1
     assert not (await hazard_job.run(rt)).escalated
-    await said(fake_telegram, officer.id, "逾期未整改", since)
-    await said(fake_telegram, SUPERADMIN_ID, "逾期未整改", since)
-    await said(fake_telegram, leader.id, "逾期未整改", since)
+    await shown_after(fake_telegram, officer.id, "逾期未整改", since)
+    await shown_after(fake_telegram, SUPERADMIN_ID, "逾期未整改", since)
+    await shown_after(fake_telegram, leader.id, "逾期未整改", since)
     clock.advance(days=1)
     assert [h.escalations for h in (await hazard_job.run(rt)).escalated] == [2]
 
     # The unit head submits the fix with an "after" photo; the officer verifies.
-    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    await click(fake_telegram, head, notice, "hz:fix:1", "整改后的照片", chat_id=head.id)
     since = len(fake_telegram.calls)
     await head.send_photo(PNG + b"after", caption="已清理杂物")
-    await said(fake_telegram, head.id, "等待验收", since)
-    fixed = await said(fake_telegram, officer2.id, "待验收", since)
-    await click(fake_telegram, officer2, fixed, "hz:verify:1", officer2.id, "已验收销号")
+    await shown_after(fake_telegram, head.id, "等待验收", since)
+    fixed = await shown_after(fake_telegram, officer2.id, "待验收", since)
+    await click(fake_telegram, officer2, fixed, "hz:verify:1", "已验收销号", chat_id=officer2.id)
     # A stale button answers with the current state; nothing changes.
     assert "已销号" in await alert(fake_telegram, officer2, fixed, "hz:verify:1")
     assert not (await hazard_job.run(rt)).escalated
@@ -182,10 +161,10 @@ async def test_photo_to_verified_close_with_daily_escalation(
     assert "整改率：100.0%" in (summary.visible_text or "")
     since = len(fake_telegram.calls)
     await officer.send("/hazards H-0001")
-    detail = await said(fake_telegram, officer.id, "经过", since)
+    detail = await shown_after(fake_telegram, officer.id, "经过", since)
     assert "整改前 1 张，整改后 1 张" in (detail.visible_text or "")
-    await said(fake_telegram, officer.id, "H-0001 · 整改前", since)
-    await said(fake_telegram, officer.id, "H-0001 · 整改后", since)
+    await shown_after(fake_telegram, officer.id, "H-0001 · 整改前", since)
+    await shown_after(fake_telegram, officer.id, "H-0001 · 整改后", since)
     closed = await hazards.get(rt, 1)
     for photo in closed.photos:  # both photos kept on disk by content hash
         assert (rt.settings.data_dir / (photo.path or "")).exists()
@@ -204,29 +183,31 @@ async def test_rejection_four_eyes_and_bad_input(
 
     since = len(fake_telegram.calls)
     await guard.send_document(PNG, "site.png", mime_type="image/png", caption="#隐患 配电箱未上锁")
-    registered = await said(fake_telegram, guard.id, "H-0001", since)
+    registered = await shown_after(fake_telegram, guard.id, "H-0001", since)
     await guard.send_document(b"a,b", "list.csv", caption="#隐患 看附件", chat=staff)
-    await said(fake_telegram, staff.id, "不是图片", since)
+    await shown_after(fake_telegram, staff.id, "不是图片", since)
 
     # A guard cannot assign; a non-unit-head cannot submit a fix.
     text = await alert(fake_telegram, guard, registered, "hz:assign:1")
     assert "权限" in text or "值班员" in text
     since = len(fake_telegram.calls)
     await officer.send("/hazards H-0001")
-    detail = await said(fake_telegram, officer.id, "经过", since)
-    await click(fake_telegram, officer, detail, "hz:classify:1", officer.id, "类别")
+    detail = await shown_after(fake_telegram, officer.id, "经过", since)
+    await click(fake_telegram, officer, detail, "hz:classify:1", "类别", chat_id=officer.id)
     await officer.click(detail, "hz:cat:1:electrical")
-    await said(fake_telegram, officer.id, "等级", since)
+    await shown_after(fake_telegram, officer.id, "等级", since)
     await officer.click(detail, "hz:sev:1:major")
-    await said(fake_telegram, officer.id, "H-0001：已登记", since)
+    await shown_after(fake_telegram, officer.id, "H-0001：已登记", since)
     # A major hazard needs interim measures: the department button asks for them.
-    prompt = await click(fake_telegram, officer, detail, "hz:assign:1", officer.id, "整改单位")
+    prompt = await click(
+        fake_telegram, officer, detail, "hz:assign:1", "整改单位", chat_id=officer.id
+    )
     unit_button = next(b["callback_data"] for b in prompt.buttons if "总务处" in b["text"])
-    await click(fake_telegram, officer, prompt, unit_button, officer.id, "临时安全措施")
+    await click(fake_telegram, officer, prompt, unit_button, "临时安全措施", chat_id=officer.id)
     since = len(fake_telegram.calls)
     await officer.send("断电并挂警示牌")
-    await said(fake_telegram, officer.id, "已交 总务处 整改", since)
-    notice = await said(fake_telegram, head.id, "隐患整改通知 H-0001", since)
+    await shown_after(fake_telegram, officer.id, "已交 总务处 整改", since)
+    notice = await shown_after(fake_telegram, head.id, "隐患整改通知 H-0001", since)
     assert "断电并挂警示牌" in (notice.visible_text or "")
 
     text = await alert(fake_telegram, guard, registered, "hz:fix:1")  # forged data
@@ -234,28 +215,30 @@ async def test_rejection_four_eyes_and_bad_input(
 
     # The head's first fix is rejected with a reason; the deadline stays.
     deadline = (await hazards.get(runtime_of(app), 1)).deadline
-    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    await click(fake_telegram, head, notice, "hz:fix:1", "整改后的照片", chat_id=head.id)
     since = len(fake_telegram.calls)
     await head.send_photo(PNG + b"fix1", caption="已上锁")
-    fixed = await said(fake_telegram, officer2.id, "待验收", since)
-    await click(fake_telegram, officer2, fixed, "hz:reject:1", officer2.id, "退回")
+    fixed = await shown_after(fake_telegram, officer2.id, "待验收", since)
+    await click(fake_telegram, officer2, fixed, "hz:reject:1", "退回", chat_id=officer2.id)
     since = len(fake_telegram.calls)
     await officer2.send("锁是坏的")
-    await said(fake_telegram, officer2.id, "已退回整改", since)
-    back = await said(fake_telegram, head.id, "未通过验收", since)
-    officer_back = await said(fake_telegram, officer.id, "未通过验收", since)
+    await shown_after(fake_telegram, officer2.id, "已退回整改", since)
+    back = await shown_after(fake_telegram, head.id, "未通过验收", since)
+    officer_back = await shown_after(fake_telegram, officer.id, "未通过验收", since)
     assert "锁是坏的" in (back.visible_text or "")
     hazard = await hazards.get(runtime_of(app), 1)
     assert hazard.state is hazards.State.RECTIFYING
     assert hazard.deadline == deadline
 
     # The officer-head fixes it and cannot verify it; the other officer can.
-    await click(fake_telegram, officer, officer_back, "hz:fix:1", officer.id, "整改后的照片")
+    await click(
+        fake_telegram, officer, officer_back, "hz:fix:1", "整改后的照片", chat_id=officer.id
+    )
     since = len(fake_telegram.calls)
     await officer.send_photo(PNG + b"fix2", caption="换了新锁")
-    fixed = await said(fake_telegram, officer.id, "待验收", since)
-    await said(fake_telegram, officer.id, "等待验收", since)
-    fixed_for_other = await said(fake_telegram, officer2.id, "待验收", since)
+    fixed = await shown_after(fake_telegram, officer.id, "待验收", since)
+    await shown_after(fake_telegram, officer.id, "等待验收", since)
+    fixed_for_other = await shown_after(fake_telegram, officer2.id, "待验收", since)
     since = len(fake_telegram.calls)
     await officer.click(fixed, "hz:verify:1")
     await fake_telegram.wait_for(
@@ -265,7 +248,9 @@ async def test_rejection_four_eyes_and_bad_input(
         )
     )
     assert (await hazards.get(runtime_of(app), 1)).state is hazards.State.AWAITING_VERIFICATION
-    await click(fake_telegram, officer2, fixed_for_other, "hz:verify:1", officer2.id, "已验收销号")
+    await click(
+        fake_telegram, officer2, fixed_for_other, "hz:verify:1", "已验收销号", chat_id=officer2.id
+    )
     view = await hazards.view(runtime_of(app), await _actor(app, 913), 1)
     assert [e.kind for e in view.events].count("rejected") == 1
     assert len(view.hazard.after_photos) == 2
@@ -291,9 +276,9 @@ async def test_guided_hazard_flow(
     step = await say(fake_telegram, guard, "/hazard", "第 1 步")
     since = len(fake_telegram.calls)
     await guard.send("没有照片")
-    await said(fake_telegram, guard.id, "请发送照片", since)
+    await shown_after(fake_telegram, guard.id, "请发送照片", since)
     await guard.send_photo(PNG)
-    await said(fake_telegram, guard.id, "第 1 张照片", since)
+    await shown_after(fake_telegram, guard.id, "第 1 张照片", since)
     await guard.click(step, "hf:done")
     await fake_telegram.wait_for(lambda c: "第 2 步" in (c.visible_text or ""))
     await guard.click(step, "hf:cat:electrical")
@@ -307,11 +292,11 @@ async def test_guided_hazard_flow(
     await fake_telegram.wait_for(lambda c: "第 4 步" in (c.visible_text or ""))
     since = len(fake_telegram.calls)
     await guard.send("学生宿舍 5 号楼 302")
-    await said(fake_telegram, guard.id, "第 5 步", since)
+    await shown_after(fake_telegram, guard.id, "第 5 步", since)
     await guard.send("宿舍使用大功率电器")
-    confirm = await said(fake_telegram, guard.id, "请确认", since)
+    confirm = await shown_after(fake_telegram, guard.id, "请确认", since)
     assert "学生宿舍 5 号楼 302" in (confirm.visible_text or "")
-    await click(fake_telegram, guard, confirm, "hf:confirm", guard.id, "H-0001")
+    await click(fake_telegram, guard, confirm, "hf:confirm", "H-0001", chat_id=guard.id)
     hazard = await hazards.get(runtime_of(app), 1)
     assert hazard.category is hazards.Category.ELECTRICAL
     assert hazard.place == "学生宿舍 5 号楼 302"
@@ -329,12 +314,12 @@ async def test_an_informants_photo_waits_for_an_officer(
     await enrol(fake_telegram, school["boss"], informant, "informant 信息学院/计科2201")
     since = len(fake_telegram.calls)
     await informant.send_photo(PNG, caption="/hazard 实验室门口堆放纸箱")
-    await said(fake_telegram, informant.id, "待值班员核实", since)
-    card = await said(fake_telegram, officer.id, "待核实的隐患 H-0001", since)
+    await shown_after(fake_telegram, informant.id, "待值班员核实", since)
+    card = await shown_after(fake_telegram, officer.id, "待核实的隐患 H-0001", since)
     since = len(fake_telegram.calls)
     await officer.click(card, "hz:confirm:1")
-    await said(fake_telegram, officer.id, "H-0001 已核实登记", since)
-    await said(fake_telegram, informant.id, "已核实登记", since)
+    await shown_after(fake_telegram, officer.id, "H-0001 已核实登记", since)
+    await shown_after(fake_telegram, informant.id, "已核实登记", since)
     assert "已登记" in await alert(fake_telegram, officer, card, "hz:confirm:1")  # stale
 
 
@@ -357,10 +342,10 @@ async def test_a_pending_fix_takes_only_its_own_photo(
         draft = hazards.HazardDraft(description=text, severity=hazards.Severity.ROUTINE)
         found = await hazards.register(rt, guard_actor, draft)
         await hazards.assign(rt, officer_actor, found.id, "总务处")
-    notice = await said(fake_telegram, head.id, "隐患整改通知 H-0001", since)
+    notice = await shown_after(fake_telegram, head.id, "隐患整改通知 H-0001", since)
 
     # A photo captioned with a command is that command's, and the person moved on.
-    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    await click(fake_telegram, head, notice, "hz:fix:1", "整改后的照片", chat_id=head.id)
     await head.send_photo(PNG + b"fight", caption="/report 门口有人打架")
     assert (await _state(app, fake_telegram, head, "H-0001")).state is hazards.State.RECTIFYING
     await head.send_photo(PNG + b"late", caption="已清理")
@@ -369,8 +354,8 @@ async def test_a_pending_fix_takes_only_its_own_photo(
     assert hazard.after_photos == []
 
     # Another hazard's button drops the pending fix too.
-    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
-    await click(fake_telegram, head, notice, "hz:view:2", head.id, "配电箱未上锁")
+    await click(fake_telegram, head, notice, "hz:fix:1", "整改后的照片", chat_id=head.id)
+    await click(fake_telegram, head, notice, "hz:view:2", "配电箱未上锁", chat_id=head.id)
     await head.send_photo(PNG + b"which", caption="已清理")
     for ref in ("H-0001", "H-0002"):
         hazard = await _state(app, fake_telegram, head, ref)
@@ -379,17 +364,17 @@ async def test_a_pending_fix_takes_only_its_own_photo(
     # So does a typed prompt started after "Submit fix" (an officer who also heads 总务处).
     await enrol(fake_telegram, school["boss"], officer, "unit_head 总务处")
     detail = await say(fake_telegram, officer, "/hazards H-0001", "经过")
-    await click(fake_telegram, officer, detail, "hz:fix:1", officer.id, "整改后的照片")
-    await click(fake_telegram, officer, detail, "hz:extend:1", officer.id, "新的期限")
+    await click(fake_telegram, officer, detail, "hz:fix:1", "整改后的照片", chat_id=officer.id)
+    await click(fake_telegram, officer, detail, "hz:extend:1", "新的期限", chat_id=officer.id)
     await officer.send_photo(PNG + b"extend", caption="已清理")
     hazard = await _state(app, fake_telegram, officer, "H-0001")
     assert hazard.state is hazards.State.RECTIFYING
 
     # The fix itself still works.
-    await click(fake_telegram, head, notice, "hz:fix:1", head.id, "整改后的照片")
+    await click(fake_telegram, head, notice, "hz:fix:1", "整改后的照片", chat_id=head.id)
     since = len(fake_telegram.calls)
     await head.send_photo(PNG + b"fixed", caption="已清理杂物")
-    await said(fake_telegram, head.id, "等待验收", since)
+    await shown_after(fake_telegram, head.id, "等待验收", since)
     assert (await hazards.get(rt, 1)).state is hazards.State.AWAITING_VERIFICATION
 
 

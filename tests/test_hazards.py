@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot.errors import NotAllowed
 from bot.outbox import Recipient
@@ -18,9 +17,16 @@ from bot.services.hazards import Category, HazardDraft, Severity, State
 from bot.services.models import Actor
 from bot.services.reports import PhotoIn
 from bot.settings import Settings
-from bot.store.tables import outbox
 from schedules import hazards as hazard_job
-from tests.support import SUPERADMIN_ID, FakeClock, enrol, make_settings, open_runtime, profile
+from tests.support import (
+    SUPERADMIN_ID,
+    FakeClock,
+    enrol,
+    make_settings,
+    messages,
+    open_runtime,
+    profile,
+)
 
 COMMAND_GROUP = Recipient("telegram", "-100")
 UNIT_GROUP = Recipient("telegram", "-300")
@@ -43,17 +49,6 @@ async def school(rt: Runtime) -> dict[str, Actor]:
         "leader": await enrol(rt, boss, 25, "leader"),
         "other_head": await enrol(rt, boss, 26, "unit_head", "设备处"),
     }
-
-
-async def messages(rt: Runtime, topic: str) -> list[Any]:
-    async with rt.db.read() as conn:
-        return (
-            await conn.execute(
-                select(outbox.c.address, outbox.c.payload)
-                .where(outbox.c.topic == topic)
-                .order_by(outbox.c.id)
-            )
-        ).all()
 
 
 def draft(**values: Any) -> HazardDraft:

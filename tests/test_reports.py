@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,9 +13,16 @@ from bot.runtime import Runtime
 from bot.services import org, reports
 from bot.services.models import Actor
 from bot.services.reports import Category, Draft, Severity, State
-from bot.store.tables import outbox
 from schedules import escalation
-from tests.support import SUPERADMIN_ID, FakeClock, enrol, make_settings, open_runtime, profile
+from tests.support import (
+    SUPERADMIN_ID,
+    FakeClock,
+    enrol,
+    make_settings,
+    messages,
+    open_runtime,
+    profile,
+)
 
 COMMAND_GROUP = Recipient("telegram", "-100")
 CLASS_GROUP = Recipient("telegram", "-200")
@@ -36,17 +42,6 @@ async def school(rt: Runtime) -> dict[str, Actor]:
         "admin": await enrol(rt, boss, 13, "admin", "信息学院"),
         "other_officer": await enrol(rt, boss, 14, "officer", "外语学院"),
     }
-
-
-async def messages(rt: Runtime, topic: str) -> list[Any]:
-    async with rt.db.read() as conn:
-        return (
-            await conn.execute(
-                select(outbox.c.address, outbox.c.payload)
-                .where(outbox.c.topic == topic)
-                .order_by(outbox.c.id)
-            )
-        ).all()
 
 
 async def test_a_report_goes_to_the_nearest_command_group_only(

@@ -19,7 +19,7 @@ from bot.runtime import Runtime
 from bot.services import org, reminders, special_periods
 from bot.services.models import Actor
 from bot.services.special_periods import EndOutcome, PeriodRefused, Problem, Span
-from bot.store.tables import outbox, reminder_occurrences
+from bot.store.tables import reminder_occurrences
 from bot.store.tables import special_periods as periods_table
 from tests.support import (
     SUPERADMIN_ID,
@@ -27,6 +27,7 @@ from tests.support import (
     add_groups,
     enrol,
     make_settings,
+    messages,
     open_runtime,
     profile,
 )
@@ -80,17 +81,6 @@ async def school(rt: Runtime) -> Actor:
     await add_groups(rt, boss, groups)
     await reminders.import_plan(rt, None, PLAN.encode())
     return boss
-
-
-async def messages(rt: Runtime, topic: str) -> list[Any]:
-    async with rt.db.read() as conn:
-        return (
-            await conn.execute(
-                select(outbox.c.address, outbox.c.payload)
-                .where(outbox.c.topic == topic)
-                .order_by(outbox.c.id)
-            )
-        ).all()
 
 
 async def count(rt: Runtime, table: Any) -> int:
