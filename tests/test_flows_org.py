@@ -179,6 +179,9 @@ async def test_help_shows_only_what_the_roles_allow(
     admin_help = (await say(fake_telegram, boss, "/help")).visible_text or ""
     assert "/invite" in admin_help
     assert "/bind" in admin_help
+    lines = admin_help.splitlines()
+    assert any(line.startswith("/invite — ") for line in lines)  # one command a line
+    assert any(line.startswith("/compliance — ") for line in lines)
     guest = fake_telegram.user(99, "Guest", language_code="en")
     guest_help = (await say(fake_telegram, guest, "/help")).visible_text or ""
     assert "/whoami" in guest_help
