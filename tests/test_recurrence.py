@@ -110,3 +110,38 @@ def test_a_weekly_time_stays_local_across_a_daylight_saving_change() -> None:
         "11-01 14:00",
         "11-08 14:00",
     ]
+
+
+def test_a_time_that_comes_twice_when_clocks_go_back_is_due_once() -> None:
+    new_york = SchoolCalendar(ZoneInfo("America/New_York"))
+    daily = Schedule(kind="daily", at="01:30")
+    after = datetime(2026, 10, 31, 12, tzinfo=UTC)
+    assert [d.strftime("%m-%d %H:%M") for d in next_occurrences(daily, after, 3, new_york)] == [
+        "11-01 05:30",  # 01:30 EDT; 01:30 EST an hour later is the same wall-clock time
+        "11-02 06:30",
+        "11-03 06:30",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "expected"),
+    [
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("1-5/2", "mon,wed,fri"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("5-7", "sun,fri,sat"),
+        ("0,7", "sun"),
+        ("mon-fri", "mon,tue,wed,thu,fri"),
+        ("*", "*"),
+    ],
+)
+def test_crontab_weekdays_read_as_crontab_reads_them(weekdays: str, expected: str) -> None:
+    trigger = cron_trigger(f"0 9 * * {weekdays}", SHANGHAI)
+    field = next(f for f in trigger.fields if f.name == "day_of_week")
+    assert str(field) == expected
+
+
+@pytest.mark.parametrize("line", ["0 9 * * 1#2", "0 9 * * 9", "0 9 * * 5/0", "0 9 1 * 1"])
+def test_crontab_lines_we_would_misread_are_refused(line: str) -> None:
+    with pytest.raises(ValueError, match=r"day|step"):
+        cron_trigger(line, SHANGHAI)

@@ -73,10 +73,44 @@ class ScheduleProblem(ValueError):
 _CRONTAB_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+_WEEKDAY_ITEM = re.compile(r"^(\*|\w+)(?:-(\w+))?(?:/(\d+))?$")
+
+
+def _crontab_day(word: str) -> int:
+    """A crontab day of the week, 0 (or 7) = Sunday … 6 = Saturday, from a number or name."""
+    if word.isdigit() and int(word) <= 7:
+        return int(word) % 7
+    if word[:3].lower() in _CRONTAB_DAYS:
+        return _CRONTAB_DAYS.index(word[:3].lower())
+    raise ValueError(f"no day of the week {word!r} (0 or 7 is Sunday)")
+
+
 def _crontab_weekdays(field: str) -> str:
-    """Crontab counts days of the week from 0 = Sunday; APScheduler from 0 = Monday. Spell
-    numbers out as names so "1-5" means Monday to Friday, as any crontab reader expects."""
-    return re.sub(r"\d+", lambda match: _CRONTAB_DAYS[int(match.group()) % 8], field)
+    """The days of the week of a crontab field as names ("mon,wed,fri"). Crontab counts from
+    0 = Sunday and APScheduler from 0 = Monday, and they step differently, so the field is
+    expanded here, as any crontab reader expects it: "1-5" is Monday to Friday, "*/2" Sunday,
+    Tuesday, Thursday and Saturday."""
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for item in field.split(","):
+        shown = _WEEKDAY_ITEM.match(item)
+        if shown is None:
+            raise ValueError(f"not a day of the week: {item}")
+        first, last, step = shown.groups()
+        if first == "*":
+            start, end = 0, 6
+        else:
+            start = _crontab_day(first)
+            end = _crontab_day(last) if last else (6 if step else start)
+            if last and end == 0:
+                end = 7 if last.isdigit() and int(last) == 7 else end  # "5-7": to Sunday
+        if step is not None and int(step) == 0:
+            raise ValueError(f"a step of 0: {item}")
+        if end < start:
+            raise ValueError(f"a range backwards: {item}")
+        days.update(day % 7 for day in range(start, end + 1, int(step or 1)))
+    return ",".join(_CRONTAB_DAYS[day] for day in sorted(days))
 
 
 def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
@@ -85,6 +119,10 @@ def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
     if len(fields) != 5:
         raise ValueError(f"a crontab line has 5 fields, not {len(fields)}")
     minute, hour, day, month, weekday = fields
+    if day != "*" and weekday != "*":
+        # Crontab fires on either day; APScheduler only when both match. Rather than send on
+        # other days than the admin meant, say so.
+        raise ValueError("give a day of the month or a day of the week, not both")
     return CronTrigger(
         minute=minute,
         hour=hour,
@@ -153,9 +191,13 @@ def occurrences(
     previous: datetime | None = None
     start = after + timedelta(microseconds=1)
     while (fire := trigger.get_next_fire_time(previous, start)) is not None:
-        yield fire.astimezone(UTC)
+        # When clocks go back, a wall-clock time comes twice: a reminder due then is due once.
+        if previous is None or fire.replace(tzinfo=None) != previous.replace(tzinfo=None):
+            yield fire.astimezone(UTC)
         previous = fire
-        start = fire + timedelta(microseconds=1)
+        # From UTC: from the second 01:30 of a fall-back night in local time, APScheduler
+        # finds that same 01:30 again, for ever.
+        start = fire.astimezone(UTC) + timedelta(microseconds=1)
 
 
 def next_occurrences(
