@@ -4,19 +4,19 @@ across restarts and overlapping passes, missed beyond the grace period, and ackn
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.outbox import Recipient
 from bot.periods import SchoolCalendar
 from bot.runtime import Runtime
-from bot.services import org, reminders
+from bot.services import org, reminders, special_periods
 from bot.services.reminders import Problem
-from bot.store.tables import outbox, reminder_acks, reminder_occurrences
+from bot.store.tables import outbox, reminder_acks, reminder_occurrences, reminder_rules
 from tests.support import (
     SUPERADMIN_ID,
     FakeClock,
@@ -242,3 +242,64 @@ async def test_a_long_outage_is_caught_up_pass_by_pass_and_the_current_one_is_se
     assert [len(p.missed) for p in passes] == [20, 20, 7, 0]  # each goes on where the last stopped
     assert [len(p.sent) for p in passes] == [0, 0, 1, 0]
     assert passes[2].sent[0].startswith("整点提示@2026-09-02T23:00")  # 07:00 in Shanghai
+
+
+DAILY = """
+name: 周检
+text: "{date} 周检"
+schedule: daily
+at: "09:00"
+purpose: class
+leads: [LEADS]
+"""
+
+
+async def test_a_reimport_that_changes_when_a_rule_runs_replays_nothing(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    """Un-pausing a rule or adding a lead by plan file plans it from now, as resume does; a
+    file that does not mention ``paused`` keeps an admin's pause."""
+    await school(rt)
+    plan = DAILY.replace("LEADS", "0")
+    await reminders.import_plan(rt, None, (plan + "paused: true\n").encode())
+    clock.current = datetime(2026, 9, 20, 9, 30, tzinfo=SHANGHAI).astimezone(UTC)
+    await reminders.import_plan(rt, None, (plan + "paused: false\n").encode())
+    progress = await reminders.run_due(rt)
+    assert (progress.sent, progress.missed) == ([], [])  # 19 paused days not replayed
+    clock.current = datetime(2026, 10, 15, 10, 0, tzinfo=SHANGHAI).astimezone(UTC)
+    assert len((await reminders.run_due(rt)).missed) == 24  # 21 Sep – 14 Oct: down, not paused
+    await reminders.import_plan(rt, None, DAILY.replace("LEADS", "1h, 0").encode())
+    assert (await reminders.run_due(rt)).missed == []  # a month of the new lead not invented
+    async with rt.db.transaction() as conn:
+        await conn.execute(update(reminder_rules).values(paused=True))
+    await reminders.import_plan(rt, None, DAILY.replace("LEADS", "1h, 0").encode())
+    async with rt.db.read() as conn:
+        assert (await conn.execute(select(reminder_rules.c.paused))).scalar_one() is True
+
+
+LEVEL_BOUND = """
+name: 加密巡查
+text: "{time} 巡查"
+schedule: cron
+cron: "*/10 * * * *"
+purpose: class
+alert_level: 2
+"""
+
+
+async def test_a_frequent_level_bound_rule_fires_as_soon_as_a_period_starts(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    """Weeks of silence outside any period (far more than a pass takes at once) do not keep a
+    level-bound rule behind: declared now, it sends in the period's first ten minutes."""
+    await school(rt)
+    boss = await org.identify(rt, profile(SUPERADMIN_ID, "boss", "boss"), private=True)
+    await reminders.import_plan(rt, None, LEVEL_BOUND.encode())
+    clock.advance(days=20)
+    assert (await reminders.run_due(rt)).sent == []
+    start = clock.current
+    await special_periods.declare(rt, boss, 2, start, start + timedelta(days=2), "国庆")
+    clock.advance(minutes=30)
+    progress = await reminders.run_due(rt)
+    assert len(progress.sent) == 4  # the declaration minute and the three ten minutes after
+    assert progress.missed == []

@@ -170,7 +170,7 @@ class RuleIn(BaseModel):
     role: str | None = None
     ack: bool = False
     follow_up: int | None = None  # seconds after sending
-    paused: bool = False
+    paused: bool | None = None  # None: the file does not say (a replaced rule keeps its own)
     alert_level: int | None = None  # runs only during a special period of this level or higher
 
 
@@ -297,7 +297,7 @@ def _rule_from_node(
             role=role,
             ack=flags.get("ack", False),
             follow_up=follow_up,
-            paused=flags.get("paused", False),
+            paused=flags.get("paused"),
             alert_level=alert_level,
         ),
         [],
@@ -423,7 +423,7 @@ def _values(rule: RuleIn, unit: Unit) -> dict[str, Any]:
         "target_role": rule.role,
         "ask_ack": rule.ack,
         "follow_up_s": rule.follow_up,
-        "paused": rule.paused,
+        "paused": bool(rule.paused),
         "alert_level": rule.alert_level,
     }
 
@@ -466,6 +466,29 @@ async def _insert_rule(
                 .returning(reminder_rules.c.id)
             )
         ).scalar_one()
+    )
+
+
+async def _replace_rule(
+    conn: AsyncConnection, rule_id: int, rule: RuleIn, unit: Unit, now: datetime
+) -> None:
+    """Give a known rule the settings of ``rule``. Its occurrences already handled stay as
+    they were; if it now runs at other times (schedule or leads changed, or un-paused), it is
+    planned from now, as /reminders' resume does, so nothing of the old times is replayed."""
+    old = (await conn.execute(select(reminder_rules).where(reminder_rules.c.id == rule_id))).one()
+    values = _values(rule, unit)
+    if rule.paused is None:
+        values["paused"] = old.paused
+    if (
+        old.schedule != values["schedule"]
+        or list(old.leads) != values["leads"]
+        or (old.paused and not values["paused"])
+    ):
+        values["planned_from"] = now
+    await conn.execute(
+        update(reminder_rules)
+        .where(reminder_rules.c.id == rule_id)
+        .values(**values, updated_at=now)
     )
 
 
@@ -515,11 +538,7 @@ async def import_plan(
                 await _insert_rule(conn, rule, unit, actor, now)
                 summary.created.append(rule.name)
             else:
-                await conn.execute(
-                    update(reminder_rules)
-                    .where(reminder_rules.c.id == existing)
-                    .values(**_values(rule, unit), updated_at=now)
-                )
+                await _replace_rule(conn, existing, rule, unit, now)
                 summary.replaced.append(rule.name)
         await org.record(
             conn,
@@ -757,11 +776,19 @@ async def run_due(rt: Runtime) -> Progress:
         spans = await special_periods.spans_between(conn, now - LOOKBACK, now)
     for row in rules:
         since = max(row.planned_from, now - LOOKBACK)
+        # A rule tied to an alert level is due only inside its periods, never "missed" outside.
+        stretches = (
+            [(since, now)]
+            if row.alert_level is None
+            else special_periods.windows(spans, row.alert_level, since, now)
+        )
+        owed = [
+            pair
+            for after, up_to in stretches
+            for pair in _due_fires(row, after, handled_to.get(row.id, {}), up_to, calendar)
+        ]
         # A pass racing this one may send some of these first: _fire's unique key sorts it out.
-        for due, lead in _due_fires(row, since, handled_to.get(row.id, {}), now, calendar):
-            fire_at = due - timedelta(seconds=lead)
-            if not special_periods.allows(spans, row.alert_level, fire_at):
-                continue  # outside its alert level's periods: not due at all, so never "missed"
+        for due, lead in owed:
             state = await _fire(rt, row, due, lead)
             key = f"{row.name}@{due.isoformat()}/{lead}"
             if state is State.SENT:
@@ -1190,7 +1217,7 @@ async def create_rule(rt: Runtime, actor: Actor, rule: RuleIn) -> RuleView:
         id=rule_id,
         name=rule.name,
         kind=rule.schedule.kind,
-        paused=rule.paused,
+        paused=bool(rule.paused),
         ask_ack=rule.ack,
         purpose=rule.purpose,
         unit=unit.path,

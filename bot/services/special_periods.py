@@ -109,6 +109,24 @@ def allows(spans: list[Span], alert_level: int | None, moment: datetime) -> bool
     return level is not None and level <= alert_level
 
 
+def windows(
+    spans: list[Span], alert_level: int, since: datetime, until: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The stretches of (since, until] in which a rule tied to ``alert_level`` runs, as
+    (after, up to) pairs: the reminder pass looks for its occurrences only there, so a
+    frequent rule that stayed silent for weeks costs nothing and is never behind."""
+    tick = timedelta(microseconds=1)
+    found = []
+    for span in sorted(spans, key=lambda span: span.starts_at):
+        if span.level > alert_level:
+            continue
+        after = max(since, max(span.starts_at, span.declared_at) - tick)
+        up_to = min(until, span.until - tick)
+        if after < up_to:
+            found.append((after, up_to))
+    return found
+
+
 def _until(row: Any) -> datetime:
     """When a stored period stops being in force: its planned end, or the early one."""
     ends_at: datetime = row.ends_at
