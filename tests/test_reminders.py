@@ -303,3 +303,19 @@ async def test_a_frequent_level_bound_rule_fires_as_soon_as_a_period_starts(
     progress = await reminders.run_due(rt)
     assert len(progress.sent) == 4  # the declaration minute and the three ten minutes after
     assert progress.missed == []
+
+
+async def test_a_pass_that_read_a_rule_before_it_was_paused_sends_nothing(
+    rt: Runtime, clock: FakeClock
+) -> None:
+    await school(rt)
+    await reminders.import_plan(rt, None, PLAN.encode())
+    async with rt.db.read() as conn:
+        stale = (await conn.execute(select(reminder_rules))).one()
+    boss = await org.identify(rt, profile(SUPERADMIN_ID, "boss", "boss"), private=True)
+    clock.advance(minutes=1)
+    await reminders.manage(rt, boss, "pause", stale.id)
+    due = datetime(2026, 9, 1, 9, 0, tzinfo=SHANGHAI).astimezone(UTC)
+    before = await count(rt, outbox)
+    assert await reminders._fire(rt, stale, due, 0) is None
+    assert (await count(rt, outbox), await count(rt, reminder_occurrences)) == (before, 0)

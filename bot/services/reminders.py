@@ -664,12 +664,24 @@ def ack_buttons(rt: Runtime, locale: str, occurrence_id: int) -> list[list[Butto
 
 
 async def _fire(rt: Runtime, row: Any, due: datetime, lead: int) -> State | None:
-    """Send (or record as missed) one occurrence, exactly once; None if another pass did."""
+    """Send (or record as missed) one occurrence, exactly once; None if another pass did, or
+    if the rule was paused, deleted or changed since the pass read it (a drill cancelled
+    during a long catch-up is not announced)."""
     now = rt.now()
     fire_at = due - timedelta(seconds=lead)
     state = State.SENT if now - fire_at <= rt.settings.reminder_grace else State.MISSED
     try:
         async with rt.db.transaction() as conn:
+            current = await conn.execute(
+                select(reminder_rules.c.id).where(
+                    reminder_rules.c.id == row.id,
+                    reminder_rules.c.updated_at == row.updated_at,
+                    reminder_rules.c.deleted_at.is_(None),
+                    reminder_rules.c.paused.is_(False),
+                )
+            )
+            if current.first() is None:
+                return None
             unit = await org.unit_by_id(conn, row.target_unit_id)
             found = await targets(conn, unit, row.target_purpose, row.target_role)
             reached = [p for p in found.people if p.started]
