@@ -243,6 +243,11 @@ async def test_done_records_the_evidence_that_the_compliance_calendar_counts(
     assert [a.ref for a in listing.upcoming] == ["D-0003"]
     assert {a.ref for a in listing.history} == {"D-0001", "D-0002"}
 
+    clock.current = at("2027-02-01 10:00")  # D-0003 was planned for October: too long ago
+    with pytest.raises(drills.TooLongAgo):
+        await drills.record_done(rt, school["officer"], 3, 200, "补记")
+    assert (await drills.view(rt, school["guard"], 3)).activity.state is State.PLANNED
+
 
 async def test_bad_input_and_wrong_roles_change_nothing(
     rt: Runtime, clock: FakeClock, school: dict[str, Actor]

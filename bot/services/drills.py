@@ -666,8 +666,10 @@ async def record_done(
     async with rt.db.transaction() as conn:
         activity = await _for_change(conn, actor, activity_id, State.PLANNED)
         # Recorded the day after a drill on the last day of a quarter, it still counts for
-        # that quarter: it took place at its planned time.
+        # that quarter: it took place at its planned time. Not a drill planned long ago,
+        # though: like a record after the fact, it may not rewrite a closed assessment.
         done_at = min(activity.planned_at, now)
+        check_held(done_at, now)
         await conn.execute(
             update(activities)
             .where(activities.c.id == activity_id)
