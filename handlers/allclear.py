@@ -11,9 +11,8 @@ from telegram.ext import Application, CallbackQueryHandler
 from bot.errors import StaleButton
 from bot.services import allclear
 from handlers.commands import command
-from handlers.common import actor_of, pressed, reply, text
+from handlers.common import actor_of, popup, pressed, reply, text
 from handlers.context import BotContext
-from handlers.errors import ALERT_LIMIT
 
 
 async def send_allclear(update: Update, context: BotContext) -> None:
@@ -36,8 +35,8 @@ async def allclear_pressed(update: Update, context: BotContext) -> None:
         await query.answer()
         # The confirmation replaces the reminder, and its button with it.
         await query.edit_message_text(message, parse_mode=ParseMode.HTML)
-    elif len(message) <= ALERT_LIMIT:
-        await query.answer(message, show_alert=True)
+    elif (said := popup(update, context, "allclear/receipt.j2", receipt=receipt)) is not None:
+        await query.answer(said, show_alert=True)
     else:
         await query.answer()
         await reply(update, context, "allclear/receipt.j2", receipt=receipt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 from telegram import CallbackQuery, Chat, Message, Update, User
@@ -85,6 +87,22 @@ async def reply(
     )
 
 
+ALERT_LIMIT = 200  # Telegram's limit for a button's answer shown as a pop-up
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def plain(rendered: str) -> str:
+    """A rendered (HTML) text as a pop-up shows it, which knows no markup: no tags, no
+    entities ("A&amp;B" is "A&B")."""
+    return html.unescape(_TAGS.sub("", rendered)).strip()
+
+
+def popup(update: Update, context: BotContext, template: str, **values: Any) -> str | None:
+    """``template`` as a button's pop-up answer; None if it is too long for one."""
+    said = plain(text(update, context, template, **values))
+    return said if len(said) <= ALERT_LIMIT else None
+
+
 def button(
     update: Update, context: BotContext, template: str, action: str, **values: Any
 ) -> Button:
@@ -151,7 +169,7 @@ async def ask_in_private(
             reply_markup=inline_keyboard(buttons or []),
         )
     except Forbidden:
-        await query.answer(text(update, context, cannot), show_alert=True)
+        await query.answer(popup(update, context, cannot), show_alert=True)
         raise StaleButton() from None
     await query.answer()
 
@@ -174,4 +192,4 @@ async def answer_step(
         actor = await actor_of(update, context)
         await reply(update, context, done, by=actor.person, **values)
     else:
-        await query.answer(text(update, context, current, **values), show_alert=True)
+        await query.answer(popup(update, context, current, **values), show_alert=True)

@@ -14,11 +14,10 @@ from telegram.ext import Application, ApplicationHandlerStop
 
 from bot.errors import DomainError
 from bot.logs import log_event
-from handlers.common import locale_of
+from handlers.common import ALERT_LIMIT, locale_of, plain
 from handlers.context import BotContext
 
 logger = logging.getLogger(__name__)
-ALERT_LIMIT = 200  # Telegram's limit for a callback answer shown as an alert
 
 
 def incident_code() -> str:
@@ -76,10 +75,11 @@ async def _explain(update: object, context: BotContext) -> None:
 async def _tell(update: Update, context: BotContext, message: str) -> None:
     try:
         if update.callback_query is not None:
-            plain = message if len(message) <= ALERT_LIMIT else None
-            await update.callback_query.answer(plain, show_alert=plain is not None)
-            if plain is not None:
+            said = plain(message)
+            if len(said) <= ALERT_LIMIT:
+                await update.callback_query.answer(said, show_alert=True)
                 return
+            await update.callback_query.answer()
         if update.effective_chat is not None:
             await context.bot.send_message(
                 update.effective_chat.id, message, parse_mode=ParseMode.HTML

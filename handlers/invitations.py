@@ -14,7 +14,7 @@ from bot.qr import qr_png
 from bot.services import invitations
 from bot.services.invitations import Invitation
 from handlers.commands import command
-from handlers.common import actor_of, button, pressed, reply, text
+from handlers.common import actor_of, button, popup, pressed, reply, text
 from handlers.context import BotContext
 from handlers.start import JOIN
 
@@ -80,9 +80,8 @@ async def revoke_pressed(update: Update, context: BotContext) -> None:
     template = (
         "invitations/already_revoked.j2" if outcome.already_revoked else "invitations/revoked.j2"
     )
-    await query.answer(
-        text(update, context, template, invitation=outcome.invitation), show_alert=True
-    )
+    said = popup(update, context, template, invitation=outcome.invitation)
+    await query.answer(said, show_alert=said is not None)
     await reply(update, context, template, invitation=outcome.invitation)
 
 

@@ -31,9 +31,8 @@ from bot.services.models import GRANTABLE_ROLES, Purpose
 from bot.services.recurrence import Schedule, ScheduleProblem
 from bot.services.reminders import RuleIn
 from handlers.commands import command
-from handlers.common import actor_of, button, pressed, reply, show, text
+from handlers.common import actor_of, button, popup, pressed, reply, show
 from handlers.context import BotContext
-from handlers.errors import ALERT_LIMIT
 from handlers.flows import Flow, Step, cancel, guided, step_back
 
 FLOW = "rmd:"  # "rmd:<step>:<choice>", "rmd:back:<state>", "rmd:save|edit|cancel"
@@ -119,8 +118,8 @@ async def _refused(update: Update, context: BotContext, refusal: DomainError) ->
     """Say why, as the error handler would: an alert on a button, else a message."""
     query = update.callback_query
     if query is not None:
-        said = text(update, context, refusal.template, **refusal.context)
-        if len(said) <= ALERT_LIMIT:
+        said = popup(update, context, refusal.template, **refusal.context)
+        if said is not None:
             await query.answer(said, show_alert=True)
             return
         await query.answer()

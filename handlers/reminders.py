@@ -11,9 +11,8 @@ from bot.errors import StaleButton
 from bot.outbox import Button
 from bot.services import reminders
 from handlers.commands import command
-from handlers.common import actor_of, button, is_private, pressed, recipient_of, show, text
+from handlers.common import actor_of, button, is_private, popup, pressed, recipient_of, show
 from handlers.context import BotContext
-from handlers.errors import ALERT_LIMIT
 
 ACTIONS = ("pause", "resume", "delete")
 
@@ -81,8 +80,8 @@ async def ack_pressed(update: Update, context: BotContext) -> None:
     receipt = await reminders.acknowledge(
         context.runtime, actor, int(data), recipient_of(chat), is_private(update)
     )
-    message = text(update, context, "reminders/ack.j2", receipt=receipt)
-    await query.answer(message[:ALERT_LIMIT], show_alert=True)
+    said = popup(update, context, "reminders/ack.j2", receipt=receipt)
+    await query.answer(said, show_alert=said is not None)
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -14,9 +14,8 @@ from bot.outbox import Button
 from bot.outbox.telegram import inline_keyboard
 from bot.services import special_periods
 from handlers.commands import command
-from handlers.common import actor_of, button, pressed, reply, text
+from handlers.common import actor_of, button, popup, pressed, reply, text
 from handlers.context import BotContext
-from handlers.errors import ALERT_LIMIT
 
 
 def _buttons(
@@ -68,10 +67,10 @@ async def end_pressed(update: Update, context: BotContext) -> None:
     receipt = await special_periods.end_early(context.runtime, actor, int(period_id))
     overview = await special_periods.overview(context.runtime, actor)
     changed = receipt.outcome is not special_periods.EndOutcome.ALREADY
-    message = text(update, context, "special_periods/end_receipt.j2", receipt=receipt)
+    said = popup(update, context, "special_periods/end_receipt.j2", receipt=receipt)
     # Said once, in the button's answer (an alert when nothing changed); the message itself
     # then shows the state as it is now, whichever it was.
-    await query.answer(message[:ALERT_LIMIT], show_alert=not changed)
+    await query.answer(said, show_alert=not changed and said is not None)
     shown = text(update, context, "special_periods/overview.j2", overview=overview)
     try:
         await query.edit_message_text(

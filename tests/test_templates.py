@@ -38,3 +38,9 @@ def test_language_choice_order() -> None:
     assert choose_locale(None, "en-GB", "zh_CN") == "en"
     assert choose_locale(None, "ru", "en") == "en"
     assert choose_locale(None, None, "zh_CN") == "zh_CN"
+
+
+def test_a_pop_up_shows_text_not_markup() -> None:
+    from handlers.common import plain
+
+    assert plain("已确认收到「<b>A&amp;B</b>」 &lt;3") == "已确认收到「A&B」 <3"
