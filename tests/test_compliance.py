@@ -100,6 +100,16 @@ async def test_a_recorded_drill_is_the_quarters_evidence_and_a_missed_quarter_is
     assert [proof.ref for proof in done.current.proofs] == [drill.ref]
     # An anti-terror drill is not one of the semester's emergency drills.
     assert status_of(calendar, "emergency_drill").current.proofs == []
+    college = drills.ActivityDraft(
+        topic=drills.Topic.EMERGENCY, when=at(2026, 10, 21, 15), place="教学楼", unit="信息学院"
+    )
+    emergency = await drills.plan(rt, boss, college)
+    clock.current = at(2026, 10, 21, 16)
+    await drills.record_done(rt, boss, emergency.id, 80, "信息学院应急疏散")
+    calendar = await compliance.calendar_view(rt, boss)
+    (proof,) = status_of(calendar, "emergency_drill").current.proofs
+    assert (proof.ref, proof.unit) == (emergency.ref, "信息学院")  # not the whole school's
+    assert status_of(calendar, "anti_terror_drill").current.proofs[0].unit == ""
 
     clock.current = at(2027, 1, 5, 9)  # next quarter: due again, last quarter done
     next_quarter = status_of(await compliance.calendar_view(rt, boss), "anti_terror_drill")

@@ -137,6 +137,7 @@ class Proof(BaseModel):
     type: str
     ref: str
     at: datetime
+    unit: str = ""  # an activity's unit when it was not the whole school's
 
 
 class PeriodStatus(BaseModel):
@@ -172,7 +173,12 @@ async def _proofs(rt: Runtime, evidence: Evidence, since: datetime, until: datet
     """The records in [since, until) that count for an obligation, oldest first."""
     if evidence.type == "activity":
         return [
-            Proof(type="activity", ref=activity.ref, at=activity.done_at)
+            Proof(
+                type="activity",
+                ref=activity.ref,
+                at=activity.done_at,
+                unit=activity.target_unit.path,
+            )
             for activity in await drills.activities_done(rt, since, until)
             if activity.kind == evidence.kind
             and (not evidence.topics or activity.topic in evidence.topics)
