@@ -5,6 +5,7 @@ done / due / overdue across periods."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,7 +19,15 @@ from bot.services.compliance import Status
 from bot.services.inspections import Result
 from bot.services.models import Actor
 from bot.store.tables import obligations, reminder_rules
-from tests.support import SUPERADMIN_ID, FakeClock, add_groups, enrol, profile
+from tests.support import (
+    SUPERADMIN_ID,
+    FakeClock,
+    add_groups,
+    enrol,
+    make_settings,
+    open_runtime,
+    profile,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CAL = SchoolCalendar(SHANGHAI, ((2, 24), (9, 1)))
@@ -174,3 +183,23 @@ async def test_only_admins_officers_and_leaders_see_it_and_only_admins_may_load(
     with pytest.raises(NotAllowed):
         await compliance.load_preset(rt, officer, "pingan-campus")
     assert await count(rt, obligations) == 0
+
+
+async def test_the_preset_loaded_in_another_language_is_renamed_not_doubled(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    english = await open_runtime(make_settings(tmp_path, locale="en"), clock)
+    try:
+        boss = await school(english)
+        await compliance.load_preset(english, boss, "pingan-campus")
+    finally:
+        await english.db.close()
+    chinese = await open_runtime(make_settings(tmp_path), clock)
+    try:
+        await compliance.load_preset(chinese, boss, "pingan-campus")
+        assert await count(chinese, reminder_rules) == 9
+        async with chinese.db.read() as conn:
+            names = (await conn.execute(select(reminder_rules.c.name))).scalars().all()
+        assert all(name.startswith("平安校园") for name in names)
+    finally:
+        await chinese.db.close()

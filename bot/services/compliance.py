@@ -17,12 +17,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
 from bot.errors import DomainError, NotAllowed
 from bot.logs import log_event
 from bot.periods import Period, SchoolCalendar
+from bot.render import LOCALES
 from bot.runtime import Runtime
 from bot.services import drills, inspections, org, patrols, reminders
 from bot.services.models import Actor, Role
@@ -91,7 +93,17 @@ async def load_preset(rt: Runtime, actor: Actor | None, name: str) -> PresetLoad
     preset = PRESETS.get(name)
     if preset is None:
         raise UnknownPreset(preset=name, known=sorted(PRESETS))
-    plan = rt.renderer.render(rt.settings.locale, f"compliance/presets/{name}.yaml.j2")
+    plans = {
+        locale: rt.renderer.render(locale, f"compliance/presets/{name}.yaml.j2")
+        for locale in LOCALES
+    }
+    # The rules are found by name, and their names are in the school's language: loaded once
+    # in another, they are the same rules, renamed rather than doubled.
+    ours = _rule_names(plans[rt.settings.locale])
+    for locale, plan in plans.items():
+        if locale != rt.settings.locale:
+            await reminders.rename_rules(rt, dict(zip(_rule_names(plan), ours, strict=True)))
+    plan = plans[rt.settings.locale]
     rules = await reminders.import_plan(rt, actor, plan.encode(), reach_required=False)
     now = rt.now()
     added: list[str] = []
@@ -119,6 +131,10 @@ async def load_preset(rt: Runtime, actor: Actor | None, name: str) -> PresetLoad
     return PresetLoaded(
         obligations_added=added, obligations_kept=kept, rules=rules, unreached=rules.unreached
     )
+
+
+def _rule_names(plan: str) -> list[str]:
+    return [str(rule["name"]) for rule in yaml.safe_load(plan)]
 
 
 # --- the status of each obligation -----------------------------------------------------------

@@ -469,6 +469,21 @@ async def _insert_rule(
     )
 
 
+async def rename_rules(rt: Runtime, names: dict[str, str]) -> None:
+    """Give live rules new names (old name → new name), unless a live rule has the new name
+    already: how a built-in preset finds its rules again after the school's language changed."""
+    now = rt.now()
+    async with rt.db.transaction() as conn:
+        for old, new in names.items():
+            if old == new or await _live_rule_id(conn, new) is not None:
+                continue
+            await conn.execute(
+                update(reminder_rules)
+                .where(reminder_rules.c.name == old, reminder_rules.c.deleted_at.is_(None))
+                .values(name=new, updated_at=now)
+            )
+
+
 async def _replace_rule(
     conn: AsyncConnection, rule_id: int, rule: RuleIn, unit: Unit, now: datetime
 ) -> None:
