@@ -319,3 +319,24 @@ async def test_a_pass_that_read_a_rule_before_it_was_paused_sends_nothing(
     before = await count(rt, outbox)
     assert await reminders._fire(rt, stale, due, 0) is None
     assert (await count(rt, outbox), await count(rt, reminder_occurrences)) == (before, 0)
+
+
+async def test_someone_in_two_groups_acknowledges_for_each(rt: Runtime, clock: FakeClock) -> None:
+    await school(rt)
+    await reminders.import_plan(rt, None, PLAN.encode())
+    clock.current = datetime(2026, 9, 1, 8, 0, 30, tzinfo=SHANGHAI).astimezone(UTC)
+    await reminders.run_due(rt)
+    async with rt.db.read() as conn:
+        occurrence = (await conn.execute(select(reminder_occurrences.c.id))).scalar_one()
+    teacher = await org.identify(rt, profile(301, "班主任", "u301"), private=False)
+    outcomes = [
+        (
+            await reminders.acknowledge(rt, teacher, occurrence, Recipient("telegram", g), False)
+        ).outcome
+        for g in ("-801", "-802", "-802")
+    ]
+    assert outcomes == ["recorded", "recorded", "already"]
+    clock.advance(hours=3)
+    before = await count(rt, outbox)
+    assert (await reminders.run_due(rt)).followed_up == 1
+    assert await count(rt, outbox) == before  # both groups answered: no follow-up to either

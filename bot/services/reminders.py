@@ -870,6 +870,11 @@ async def acknowledge(
                 select(reminder_acks.c.at).where(
                     reminder_acks.c.occurrence_id == occurrence_id,
                     reminder_acks.c.person_id == actor.person.id,
+                    # Once per group it was pressed in: a teacher in two class groups answers
+                    # for each of them.
+                    reminder_acks.c.group_id.is_(None)
+                    if group_id is None
+                    else reminder_acks.c.group_id == group_id,
                 )
             )
         ).first()

@@ -518,7 +518,8 @@ reminder_occurrences = Table(
     Column("detail", JSON, nullable=False),  # the group and person ids it was sent to
     UniqueConstraint("rule_id", "due_at", "lead_s", name="uq_reminder_occurrences_key"),
 )
-# "收到": one per person per occurrence; group_id is the chat it was pressed in (NULL: private).
+# "收到": one per person per occurrence and chat; group_id is the chat it was pressed in (NULL:
+# private, where the service checks for an earlier one: SQL counts NULLs as all different).
 reminder_acks = Table(
     "reminder_acks",
     metadata,
@@ -527,7 +528,7 @@ reminder_acks = Table(
     Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
     Column("group_id", Integer, ForeignKey("groups.id"), nullable=True),
     Column("at", UTCDateTime, nullable=False),
-    UniqueConstraint("occurrence_id", "person_id", name="uq_reminder_acks_person"),
+    UniqueConstraint("occurrence_id", "person_id", "group_id", name="uq_reminder_acks_person"),
 )
 
 # Drills, trainings, dispute-review meetings and publicity events (演练 / 培训 / 会议 / 宣传): one
